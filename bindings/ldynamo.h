@@ -1,0 +1,39 @@
+/*
+ * ldynamo.h - shared declarations of the Lua 5.4 module dynamo.core.
+ * The bindings are the only code that includes lua.h.
+ *
+ * luaopen_dynamo_core creates the module table and hands it to each area's
+ * open function (ldynamo_open_<area>), which adds its functions and
+ * metatables to the table on top of the stack.
+ */
+#ifndef LDYNAMO_H
+#define LDYNAMO_H
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "dynamo/common.h"
+
+/* Each adds its members to the module table at the top of the stack. */
+void ldynamo_open_codec(lua_State *L);
+void ldynamo_open_sigv4(lua_State *L);
+void ldynamo_open_client(lua_State *L);
+void ldynamo_open_expr(lua_State *L);
+
+/* Argument #arg as a borrowed slice of a Lua string (raises when not a string). */
+static inline dyn_slice ldynamo_checkslice(lua_State *L, int arg) {
+    size_t n;
+    const char *p = luaL_checklstring(L, arg, &n);
+    return dyn_slice_make(p, n);
+}
+
+static inline dyn_slice ldynamo_optslice(lua_State *L, int arg, const char *def) {
+    size_t n;
+    const char *p = luaL_optlstring(L, arg, def, &n);
+    return dyn_slice_make(p, n);
+}
+
+/* The allocator of the Lua state, for the core: memory is accounted to Lua. */
+void ldynamo_allocator(lua_State *L, struct dyn_allocator *out);
+
+#endif
