@@ -2,6 +2,12 @@
  * dynamo/json.h - JSON writing helpers and a pull reader, with no Lua in
  * sight. The Lua binding walks Lua values and drives these; the transport
  * uses the small lookup helpers to read error documents.
+ *
+ * Text is UTF-8 (RFC 8259). The writer validates UTF-8 and escapes '"', '\\'
+ * and control characters; everything else, including non-ASCII characters, is
+ * passed through unchanged. The reader validates the whole grammar, UTF-8 in
+ * strings, escapes and surrogate pairs, and reports the first error as a
+ * static description plus the 0-based byte offset where it was found.
  */
 #ifndef DYNAMO_JSON_H
 #define DYNAMO_JSON_H
@@ -16,9 +22,95 @@ extern "C" {
  * Finds the member `key` of the top-level JSON object in `body` whose value is
  * a string and appends its unescaped value to `out`. Returns DYN_OK,
  * DYN_EINVAL when the member is absent or not a string, DYN_EJSON when body is
- * not a JSON object, DYN_ENOMEM.
+ * not a JSON object, DYN_ENOMEM. When the key occurs more than once the first
+ * occurrence wins. Only the part of body up to the member is validated.
  */
 int dyn_json_get_string(dyn_slice body, const char *key, struct dyn_buf *out);
+
+/* ---- UTF-8 ------------------------------------------------------------ */
+
+/*
+ * Returns 1 when s is well-formed UTF-8 (no overlongs, no surrogates, nothing
+ * above U+10FFFF), else 0 and, when bad_pos is not NULL, stores the offset of
+ * the first byte of the first bad sequence.
+ */
+int dyn_utf8_valid(dyn_slice s, size_t *bad_pos);
+
+/* ---- writer ----------------------------------------------------------- */
+
+/*
+ * Appends s as a quoted JSON string. Returns DYN_OK, DYN_EINVAL when s is not
+ * valid UTF-8 (out is left as it was on entry), DYN_ENOMEM (likewise).
+ */
+int dyn_json_write_string(struct dyn_buf *out, dyn_slice s);
+
+/*
+ * Same, for text the caller knows is valid UTF-8 (for instance text that came
+ * out of dyn_json_unescape or was checked already): only escapes.
+ */
+int dyn_json_write_string_trusted(struct dyn_buf *out, dyn_slice s);
+
+/* ---- pull reader ------------------------------------------------------ */
+
+#define DYN_JSON_MAX_DEPTH 1024
+
+enum dyn_json_tok {
+    DYN_JSON_END = 0,   /* the document is complete (only whitespace followed) */
+    DYN_JSON_OBJ_BEGIN, /* '{' */
+    DYN_JSON_OBJ_END,   /* '}' */
+    DYN_JSON_ARR_BEGIN, /* '[' */
+    DYN_JSON_ARR_END,   /* ']' */
+    DYN_JSON_KEY,       /* a member name; the ':' after it is consumed too */
+    DYN_JSON_STRING,    /* a string value */
+    DYN_JSON_NUMBER,    /* text is the number exactly as written (RFC 8259 grammar) */
+    DYN_JSON_TRUE,
+    DYN_JSON_FALSE,
+    DYN_JSON_NULL
+};
+
+/*
+ * One token. For KEY and STRING, text is the raw content between the quotes
+ * (borrowed from the input) and `escaped` says whether it holds backslash
+ * escapes; when it does, dyn_json_unescape gives the value. When escaped is 0
+ * text already is the value and is valid UTF-8.
+ */
+struct dyn_json_token {
+    enum dyn_json_tok type;
+    int escaped;
+    dyn_slice text;
+};
+
+/* The reader borrows its input; it allocates nothing and needs no freeing. */
+struct dyn_json_reader {
+    const char *begin, *p, *end;
+    const char *err;  /* static description of the first error, or NULL */
+    size_t err_pos;   /* 0-based byte offset of that error */
+    unsigned depth;   /* containers currently open */
+    int state;        /* private */
+    unsigned char kinds[DYN_JSON_MAX_DEPTH / 8]; /* private: bit set = object */
+};
+
+void dyn_json_reader_init(struct dyn_json_reader *r, dyn_slice text);
+
+/*
+ * Reads the next token. Returns DYN_OK or DYN_EJSON (r->err and r->err_pos
+ * describe the problem; later calls keep returning DYN_EJSON). After the top
+ * level value, returns DYN_JSON_END once, when nothing but whitespace follows.
+ */
+int dyn_json_next(struct dyn_json_reader *r, struct dyn_json_token *tok);
+
+/*
+ * Skips the rest of the value whose first token is `first` (already read).
+ * A scalar needs nothing; a container is read up to its matching end.
+ */
+int dyn_json_skip(struct dyn_json_reader *r, const struct dyn_json_token *first);
+
+/*
+ * Appends the value of a raw string content (as found in a token: the reader
+ * has validated it) to out, turning escapes (surrogate pairs included) into
+ * UTF-8. Returns DYN_OK or DYN_ENOMEM.
+ */
+int dyn_json_unescape(dyn_slice raw, struct dyn_buf *out);
 
 #ifdef __cplusplus
 }

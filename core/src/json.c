@@ -1,0 +1,507 @@
+/* JSON writer helpers and pull reader; see dynamo/json.h. */
+#include "dynamo/json.h"
+
+/* Reader states: what the next token may be. */
+enum {
+    S_VALUE,     /* a value (document start, after ':' or an array ',') */
+    S_ARR_FIRST, /* a value or ']' (just after '[') */
+    S_OBJ_FIRST, /* a key or '}' (just after '{') */
+    S_KEY,       /* a key (after an object ',') */
+    S_AFTER,     /* ',' or the container end, or the end of the document */
+    S_DONE,      /* END was returned */
+    S_ERROR
+};
+
+/*
+ * Byte classes for the string scanner: 0 = copy as is, 1 = '"', 2 = '\\',
+ * 3 = control character, 4 = start of a multibyte sequence (checked apart).
+ */
+static const unsigned char s_strclass[256] = {
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4,
+    4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4,
+    4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4,
+    4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4};
+
+/* Length of the well-formed UTF-8 sequence at p (p < end, *p >= 0x80), or 0. */
+static size_t s_utf8_seq(const unsigned char *p, const unsigned char *end) {
+    unsigned c = p[0];
+    size_t avail = (size_t)(end - p);
+    if (c < 0xC2) return 0; /* continuation byte or overlong 2-byte lead */
+    if (c < 0xE0) return (avail >= 2 && (p[1] & 0xC0) == 0x80) ? 2 : 0;
+    if (c < 0xF0) {
+        unsigned lo = 0x80, hi = 0xBF;
+        if (avail < 3) return 0;
+        if (c == 0xE0) lo = 0xA0;      /* overlong */
+        else if (c == 0xED) hi = 0x9F; /* surrogates */
+        if (p[1] < lo || p[1] > hi || (p[2] & 0xC0) != 0x80) return 0;
+        return 3;
+    }
+    if (c < 0xF5) {
+        unsigned lo = 0x80, hi = 0xBF;
+        if (avail < 4) return 0;
+        if (c == 0xF0) lo = 0x90;      /* overlong */
+        else if (c == 0xF4) hi = 0x8F; /* above U+10FFFF */
+        if (p[1] < lo || p[1] > hi || (p[2] & 0xC0) != 0x80 || (p[3] & 0xC0) != 0x80) return 0;
+        return 4;
+    }
+    return 0;
+}
+
+int dyn_utf8_valid(dyn_slice s, size_t *bad_pos) {
+    const unsigned char *p = (const unsigned char *)s.ptr, *end = p + s.len;
+    while (p < end) {
+        size_t n;
+        /* ASCII runs dominate real data: skip them eight bytes at a time. */
+        while (end - p >= 8) {
+            uint64_t w;
+            memcpy(&w, p, 8);
+            if (w & UINT64_C(0x8080808080808080)) break;
+            p += 8;
+        }
+        if (p >= end) break;
+        if (*p < 0x80) {
+            p++;
+            continue;
+        }
+        n = s_utf8_seq(p, end);
+        if (!n) {
+            if (bad_pos) *bad_pos = (size_t)(p - (const unsigned char *)s.ptr);
+            return 0;
+        }
+        p += n;
+    }
+    return 1;
+}
+
+/* ---- writer ----------------------------------------------------------- */
+
+static const char s_hex[] = "0123456789abcdef";
+
+/* Appends the escape for control character or quote/backslash c. */
+static void s_put_escape(char *d, size_t *n, unsigned char c) {
+    d[(*n)++] = '\\';
+    switch (c) {
+    case '"': d[(*n)++] = '"'; break;
+    case '\\': d[(*n)++] = '\\'; break;
+    case '\b': d[(*n)++] = 'b'; break;
+    case '\f': d[(*n)++] = 'f'; break;
+    case '\n': d[(*n)++] = 'n'; break;
+    case '\r': d[(*n)++] = 'r'; break;
+    case '\t': d[(*n)++] = 't'; break;
+    default:
+        d[(*n)++] = 'u';
+        d[(*n)++] = '0';
+        d[(*n)++] = '0';
+        d[(*n)++] = s_hex[c >> 4];
+        d[(*n)++] = s_hex[c & 15];
+        break;
+    }
+}
+
+static int s_write_string(struct dyn_buf *out, dyn_slice s, int check) {
+    const unsigned char *p = (const unsigned char *)s.ptr, *end = p + s.len;
+    size_t start = out->len;
+    int rc;
+    /* Common case: nothing to escape, so one reservation covers it. */
+    if ((rc = dyn_buf_reserve(out, s.len + 2)) != DYN_OK) return rc;
+    out->ptr[out->len++] = '"';
+    while (p < end) {
+        const unsigned char *run = p;
+        size_t n;
+        while (p < end && s_strclass[*p] == 0) p++;
+        if (p > run) {
+            n = (size_t)(p - run);
+            if ((rc = dyn_buf_reserve(out, n + 1)) != DYN_OK) goto fail;
+            memcpy(out->ptr + out->len, run, n);
+            out->len += n;
+        }
+        if (p >= end) break;
+        if (s_strclass[*p] == 4) {
+            n = check ? s_utf8_seq(p, end) : 1;
+            if (!n) {
+                rc = DYN_EINVAL;
+                goto fail;
+            }
+            if ((rc = dyn_buf_reserve(out, n + 1)) != DYN_OK) goto fail;
+            memcpy(out->ptr + out->len, p, n);
+            out->len += n;
+            p += n;
+        } else {
+            if ((rc = dyn_buf_reserve(out, 7)) != DYN_OK) goto fail;
+            s_put_escape(out->ptr, &out->len, *p);
+            p++;
+        }
+    }
+    if ((rc = dyn_buf_reserve(out, 1)) != DYN_OK) goto fail;
+    out->ptr[out->len++] = '"';
+    out->ptr[out->len] = '\0';
+    return DYN_OK;
+fail:
+    dyn_buf_truncate(out, start);
+    if (out->cap) out->ptr[out->len] = '\0';
+    return rc;
+}
+
+int dyn_json_write_string(struct dyn_buf *out, dyn_slice s) { return s_write_string(out, s, 1); }
+
+int dyn_json_write_string_trusted(struct dyn_buf *out, dyn_slice s) { return s_write_string(out, s, 0); }
+
+/* ---- reader ----------------------------------------------------------- */
+
+void dyn_json_reader_init(struct dyn_json_reader *r, dyn_slice text) {
+    r->begin = text.ptr ? text.ptr : "";
+    r->p = r->begin;
+    r->end = r->begin + text.len;
+    r->err = NULL;
+    r->err_pos = 0;
+    r->depth = 0;
+    r->state = S_VALUE;
+}
+
+static int s_fail(struct dyn_json_reader *r, const char *at, const char *what) {
+    r->err = what;
+    r->err_pos = (size_t)(at - r->begin);
+    r->state = S_ERROR;
+    return DYN_EJSON;
+}
+
+static int s_hexval(int c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Reads 4 hex digits at p (at least 4 bytes must remain); -1 if not hex. */
+static long s_hex4(const char *p) {
+    int a = s_hexval(p[0]), b = s_hexval(p[1]), c = s_hexval(p[2]), d = s_hexval(p[3]);
+    if ((a | b | c | d) < 0) return -1;
+    return ((long)a << 12) | (b << 8) | (c << 4) | d;
+}
+
+/* Scans a string whose opening quote is at r->p; fills tok's text/escaped. */
+static int s_scan_string(struct dyn_json_reader *r, struct dyn_json_token *tok) {
+    const unsigned char *p = (const unsigned char *)r->p + 1, *end = (const unsigned char *)r->end;
+    const unsigned char *start = p;
+    int escaped = 0;
+    for (;;) {
+        while (p < end && s_strclass[*p] == 0) p++;
+        if (p >= end) return s_fail(r, (const char *)p, "unterminated string");
+        switch (s_strclass[*p]) {
+        case 1: /* closing quote */
+            tok->text = dyn_slice_make((const char *)start, (size_t)(p - start));
+            tok->escaped = escaped;
+            r->p = (const char *)p + 1;
+            return DYN_OK;
+        case 2: {
+            escaped = 1;
+            if (end - p < 2) return s_fail(r, (const char *)p, "unterminated string");
+            switch (p[1]) {
+            case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+                p += 2;
+                break;
+            case 'u': {
+                long u;
+                if (end - p < 6 || (u = s_hex4((const char *)p + 2)) < 0)
+                    return s_fail(r, (const char *)p, "bad \\u escape");
+                if (u >= 0xDC00 && u <= 0xDFFF) return s_fail(r, (const char *)p, "lone low surrogate");
+                if (u >= 0xD800 && u <= 0xDBFF) {
+                    long lo;
+                    if (end - p < 12 || p[6] != '\\' || p[7] != 'u' ||
+                        (lo = s_hex4((const char *)p + 8)) < 0xDC00 || lo > 0xDFFF)
+                        return s_fail(r, (const char *)p, "lone high surrogate");
+                    p += 12;
+                } else {
+                    p += 6;
+                }
+                break;
+            }
+            default: return s_fail(r, (const char *)p, "bad escape");
+            }
+            break;
+        }
+        case 3: return s_fail(r, (const char *)p, "control character in string");
+        default: {
+            size_t n = s_utf8_seq(p, end);
+            if (!n) return s_fail(r, (const char *)p, "invalid UTF-8 in string");
+            p += n;
+            break;
+        }
+        }
+    }
+}
+
+/* Scans a number at r->p following the RFC 8259 grammar. */
+static int s_scan_number(struct dyn_json_reader *r, struct dyn_json_token *tok) {
+    const char *p = r->p, *end = r->end, *start = p;
+    if (p < end && *p == '-') p++;
+    if (p >= end || *p < '0' || *p > '9') return s_fail(r, p, "bad number");
+    if (*p == '0') {
+        p++;
+    } else {
+        while (p < end && *p >= '0' && *p <= '9') p++;
+    }
+    if (p < end && *p == '.') {
+        p++;
+        if (p >= end || *p < '0' || *p > '9') return s_fail(r, p, "bad number");
+        while (p < end && *p >= '0' && *p <= '9') p++;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-')) p++;
+        if (p >= end || *p < '0' || *p > '9') return s_fail(r, p, "bad number");
+        while (p < end && *p >= '0' && *p <= '9') p++;
+    }
+    tok->type = DYN_JSON_NUMBER;
+    tok->text = dyn_slice_make(start, (size_t)(p - start));
+    r->p = p;
+    return DYN_OK;
+}
+
+static int s_literal(struct dyn_json_reader *r, const char *word, size_t n, enum dyn_json_tok type,
+                     struct dyn_json_token *tok) {
+    if ((size_t)(r->end - r->p) < n || memcmp(r->p, word, n) != 0) return s_fail(r, r->p, "unexpected character");
+    tok->type = type;
+    tok->text = dyn_slice_make(r->p, n);
+    r->p += n;
+    return DYN_OK;
+}
+
+static const char *s_skip_ws(const char *p, const char *end) {
+    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
+    return p;
+}
+
+static int s_top_is_object(const struct dyn_json_reader *r) {
+    unsigned d = r->depth - 1;
+    return (r->kinds[d >> 3] >> (d & 7)) & 1;
+}
+
+static int s_push(struct dyn_json_reader *r, int is_object) {
+    unsigned d = r->depth;
+    if (d >= DYN_JSON_MAX_DEPTH) return s_fail(r, r->p, "nesting too deep");
+    if (is_object) r->kinds[d >> 3] |= (unsigned char)(1u << (d & 7));
+    else r->kinds[d >> 3] &= (unsigned char)~(1u << (d & 7));
+    r->depth = d + 1;
+    return DYN_OK;
+}
+
+/* Reads a value starting at r->p (whitespace skipped already). */
+static int s_value(struct dyn_json_reader *r, struct dyn_json_token *tok) {
+    int rc;
+    tok->escaped = 0;
+    if (r->p >= r->end) return s_fail(r, r->p, "unexpected end of input");
+    switch (*r->p) {
+    case '"':
+        if ((rc = s_scan_string(r, tok)) != DYN_OK) return rc;
+        tok->type = DYN_JSON_STRING;
+        r->state = S_AFTER;
+        return DYN_OK;
+    case '{':
+        if ((rc = s_push(r, 1)) != DYN_OK) return rc;
+        tok->type = DYN_JSON_OBJ_BEGIN;
+        tok->text = dyn_slice_make(r->p, 1);
+        r->p++;
+        r->state = S_OBJ_FIRST;
+        return DYN_OK;
+    case '[':
+        if ((rc = s_push(r, 0)) != DYN_OK) return rc;
+        tok->type = DYN_JSON_ARR_BEGIN;
+        tok->text = dyn_slice_make(r->p, 1);
+        r->p++;
+        r->state = S_ARR_FIRST;
+        return DYN_OK;
+    case 't': rc = s_literal(r, "true", 4, DYN_JSON_TRUE, tok); break;
+    case 'f': rc = s_literal(r, "false", 5, DYN_JSON_FALSE, tok); break;
+    case 'n': rc = s_literal(r, "null", 4, DYN_JSON_NULL, tok); break;
+    case '-': case '0': case '1': case '2': case '3': case '4':
+    case '5': case '6': case '7': case '8': case '9':
+        rc = s_scan_number(r, tok);
+        break;
+    default: return s_fail(r, r->p, "unexpected character");
+    }
+    if (rc == DYN_OK) r->state = S_AFTER;
+    return rc;
+}
+
+/* Reads a member name and the ':' after it, at r->p. */
+static int s_key(struct dyn_json_reader *r, struct dyn_json_token *tok) {
+    int rc;
+    if (r->p >= r->end) return s_fail(r, r->p, "unexpected end of input");
+    if (*r->p != '"') return s_fail(r, r->p, "expected a member name");
+    if ((rc = s_scan_string(r, tok)) != DYN_OK) return rc;
+    r->p = s_skip_ws(r->p, r->end);
+    if (r->p >= r->end) return s_fail(r, r->p, "unexpected end of input");
+    if (*r->p != ':') return s_fail(r, r->p, "expected ':'");
+    r->p++;
+    tok->type = DYN_JSON_KEY;
+    r->state = S_VALUE;
+    return DYN_OK;
+}
+
+static int s_close(struct dyn_json_reader *r, struct dyn_json_token *tok, enum dyn_json_tok type) {
+    tok->type = type;
+    tok->escaped = 0;
+    tok->text = dyn_slice_make(r->p, 1);
+    r->p++;
+    r->depth--;
+    r->state = S_AFTER;
+    return DYN_OK;
+}
+
+int dyn_json_next(struct dyn_json_reader *r, struct dyn_json_token *tok) {
+    r->p = s_skip_ws(r->p, r->end);
+    switch (r->state) {
+    case S_VALUE: return s_value(r, tok);
+    case S_ARR_FIRST:
+        if (r->p < r->end && *r->p == ']') return s_close(r, tok, DYN_JSON_ARR_END);
+        return s_value(r, tok);
+    case S_OBJ_FIRST:
+        if (r->p < r->end && *r->p == '}') return s_close(r, tok, DYN_JSON_OBJ_END);
+        return s_key(r, tok);
+    case S_KEY: return s_key(r, tok);
+    case S_AFTER:
+        if (r->depth == 0) {
+            if (r->p != r->end) return s_fail(r, r->p, "unexpected data after the document");
+            tok->type = DYN_JSON_END;
+            tok->escaped = 0;
+            tok->text = dyn_slice_make(r->p, 0);
+            r->state = S_DONE;
+            return DYN_OK;
+        }
+        if (r->p >= r->end) return s_fail(r, r->p, "unexpected end of input");
+        if (s_top_is_object(r)) {
+            if (*r->p == '}') return s_close(r, tok, DYN_JSON_OBJ_END);
+            if (*r->p != ',') return s_fail(r, r->p, "expected ',' or '}'");
+            r->p = s_skip_ws(r->p + 1, r->end);
+            return s_key(r, tok);
+        }
+        if (*r->p == ']') return s_close(r, tok, DYN_JSON_ARR_END);
+        if (*r->p != ',') return s_fail(r, r->p, "expected ',' or ']'");
+        r->p = s_skip_ws(r->p + 1, r->end);
+        return s_value(r, tok);
+    case S_DONE: return s_fail(r, r->p, "read past the end of the document");
+    default: return DYN_EJSON;
+    }
+}
+
+int dyn_json_skip(struct dyn_json_reader *r, const struct dyn_json_token *first) {
+    unsigned depth;
+    struct dyn_json_token t;
+    int rc = DYN_OK;
+    if (first->type != DYN_JSON_OBJ_BEGIN && first->type != DYN_JSON_ARR_BEGIN) return DYN_OK;
+    depth = r->depth; /* includes the container being skipped */
+    while (r->depth >= depth) {
+        if ((rc = dyn_json_next(r, &t)) != DYN_OK) break;
+    }
+    return rc;
+}
+
+/* Encodes code point u (valid scalar value) as UTF-8 at d; returns the length. */
+static size_t s_put_utf8(char *d, unsigned long u) {
+    if (u < 0x80) {
+        d[0] = (char)u;
+        return 1;
+    }
+    if (u < 0x800) {
+        d[0] = (char)(0xC0 | (u >> 6));
+        d[1] = (char)(0x80 | (u & 0x3F));
+        return 2;
+    }
+    if (u < 0x10000) {
+        d[0] = (char)(0xE0 | (u >> 12));
+        d[1] = (char)(0x80 | ((u >> 6) & 0x3F));
+        d[2] = (char)(0x80 | (u & 0x3F));
+        return 3;
+    }
+    d[0] = (char)(0xF0 | (u >> 18));
+    d[1] = (char)(0x80 | ((u >> 12) & 0x3F));
+    d[2] = (char)(0x80 | ((u >> 6) & 0x3F));
+    d[3] = (char)(0x80 | (u & 0x3F));
+    return 4;
+}
+
+int dyn_json_unescape(dyn_slice raw, struct dyn_buf *out) {
+    const char *p = raw.ptr, *end = raw.ptr + raw.len;
+    char *d;
+    /* Escapes only ever shrink: "\uXXXX" (6 bytes) gives at most 3 bytes and
+       a surrogate pair (12) gives 4, so raw.len bytes always suffice. */
+    int rc = dyn_buf_reserve(out, raw.len);
+    if (rc) return rc;
+    d = out->ptr + out->len;
+    while (p < end) {
+        if (*p != '\\') {
+            *d++ = *p++;
+            continue;
+        }
+        switch (p[1]) {
+        case 'b': *d++ = '\b'; p += 2; break;
+        case 'f': *d++ = '\f'; p += 2; break;
+        case 'n': *d++ = '\n'; p += 2; break;
+        case 'r': *d++ = '\r'; p += 2; break;
+        case 't': *d++ = '\t'; p += 2; break;
+        case 'u': {
+            unsigned long u = (unsigned long)s_hex4(p + 2);
+            p += 6;
+            if (u >= 0xD800 && u <= 0xDBFF) { /* the reader checked the pair */
+                unsigned long lo = (unsigned long)s_hex4(p + 2);
+                u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
+                p += 6;
+            }
+            d += s_put_utf8(d, u);
+            break;
+        }
+        default: *d++ = p[1]; p += 2; break; /* '"', '\\', '/' */
+        }
+    }
+    out->len = (size_t)(d - out->ptr);
+    out->ptr[out->len] = '\0';
+    return DYN_OK;
+}
+
+/* ---- lookup ----------------------------------------------------------- */
+
+int dyn_json_get_string(dyn_slice body, const char *key, struct dyn_buf *out) {
+    struct dyn_json_reader r;
+    struct dyn_json_token t;
+    struct dyn_buf name;
+    dyn_slice want = dyn_slice_cstr(key);
+    int rc;
+    dyn_buf_init(&name, out->alloc);
+    dyn_json_reader_init(&r, body);
+    if ((rc = dyn_json_next(&r, &t)) != DYN_OK) goto cleanup;
+    if (t.type != DYN_JSON_OBJ_BEGIN) {
+        rc = DYN_EJSON;
+        goto cleanup;
+    }
+    for (;;) {
+        int match;
+        if ((rc = dyn_json_next(&r, &t)) != DYN_OK) goto cleanup;
+        if (t.type == DYN_JSON_OBJ_END) {
+            rc = DYN_EINVAL;
+            goto cleanup;
+        }
+        if (t.escaped) {
+            dyn_buf_reset(&name);
+            if ((rc = dyn_json_unescape(t.text, &name)) != DYN_OK) goto cleanup;
+            match = dyn_slice_eq(dyn_buf_slice(&name), want);
+        } else {
+            match = dyn_slice_eq(t.text, want);
+        }
+        if ((rc = dyn_json_next(&r, &t)) != DYN_OK) goto cleanup;
+        if (match) {
+            if (t.type != DYN_JSON_STRING) rc = DYN_EINVAL;
+            else if (t.escaped) rc = dyn_json_unescape(t.text, out);
+            else rc = dyn_buf_append_slice(out, t.text);
+            goto cleanup;
+        }
+        if ((rc = dyn_json_skip(&r, &t)) != DYN_OK) goto cleanup;
+    }
+cleanup:
+    dyn_buf_free(&name);
+    return rc;
+}
