@@ -43,8 +43,8 @@ struct dyn_endpoint {
     char host[DYN_ENDPOINT_HOST_MAX];     /* as written; IPv6 literals keep their brackets */
     int port;                             /* explicit, else 80 / 443 */
     char path[DYN_ENDPOINT_PATH_MAX];     /* starts with '/'; "/" when the URL has none */
-    char host_header[DYN_ENDPOINT_HOST_MAX + 8]; /* the Host value: host, plus ":port" if not default */
-    char url[DYN_ENDPOINT_HOST_MAX + DYN_ENDPOINT_PATH_MAX + 24]; /* normalised URL requests go to */
+    char host_header[DYN_ENDPOINT_HOST_MAX + 16]; /* the Host value: host, plus ":port" if not default */
+    char url[DYN_ENDPOINT_HOST_MAX + DYN_ENDPOINT_PATH_MAX + 32]; /* normalised URL requests go to */
 };
 
 /*
@@ -84,7 +84,13 @@ struct dyn_call_config {
  */
 int dyn_call_config_init(struct dyn_call_config *cfg, const struct dyn_allocator *alloc, const char *endpoint_url,
                          const char *region);
-/* Replaces the credentials (token may be empty). DYN_OK or DYN_ENOMEM (then the old ones are kept). */
+/*
+ * Replaces the credentials (token may be empty; an empty access key means
+ * "none yet" and makes calls end with DYN_EINVAL). Returns DYN_OK, DYN_EINVAL
+ * (a space, control character, '/' or ',' in the access key, a control
+ * character in the token: both travel as header values) or DYN_ENOMEM; on
+ * failure the old credentials are kept.
+ */
 int dyn_call_config_set_credentials(struct dyn_call_config *cfg, dyn_slice access_key, dyn_slice secret_key,
                                     dyn_slice session_token);
 /* Wipes and frees the credentials. */
@@ -102,7 +108,7 @@ struct dyn_error {
     char message[256];
     char request_id[64];  /* x-amzn-RequestId, "" if none */
     int retry_class;      /* enum dyn_retry_class of the last attempt */
-    int status;           /* DYN_EAWS, DYN_EHTTP, DYN_ETRANSPORT, DYN_ETIMEOUT, DYN_ECRC, DYN_ENOMEM */
+    int status;           /* DYN_EAWS, DYN_EHTTP, DYN_ETRANSPORT, DYN_ETIMEOUT, DYN_ECRC, DYN_EINVAL, DYN_ENOMEM */
     int attempts;         /* attempts made */
 };
 
@@ -144,6 +150,8 @@ void dyn_call_free(struct dyn_call *call);
  *    just returns the remaining wait);
  *  - DONE: finished (also on every later call).
  * The backoff's random number is drawn here, when the wait starts.
+ * A request that cannot be signed (no credentials, a clock outside years
+ * 0000-9999) ends the call with status DYN_EINVAL, as a DONE step.
  * Returns DYN_OK, DYN_ENOMEM (the call can be retried or freed), or DYN_EINVAL
  * when a response is still expected.
  */

@@ -1,0 +1,1650 @@
+/*
+ * DynamoDB expressions: path parser, compiler, combiner and renderer.
+ * See dynamo/expr.h for the contract and the placeholder scheme.
+ *
+ * A compiled expression is one allocation: the header, a uint32 word array
+ * (the tree in prefix order), the sorted distinct segments, the distinct
+ * value operands and a byte pool holding their text. Every constructor goes
+ * through a builder that may hold duplicate segments; s_finish sorts and
+ * de-duplicates them, prunes projections and updates, checks the limits that
+ * do not depend on data, and packs the result.
+ */
+#include "dynamo/expr.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+/* ---- word layout ----------------------------------------------------------
+ * Node words keep a tag in the low 8 bits:
+ *   AND/OR:  tag | count << 8, then `count` child nodes
+ *   NOT:     tag, then one child node
+ *   CLAUSE:  tag | op << 8 | size_of << 16 | n_values << 17, a path, n value numbers
+ *   PROJ:    tag | count << 8, then `count` paths
+ *   UPDATE:  tag | count << 8, then `count` items
+ *   ITEM:    tag | action << 8, a path, then a value number unless REMOVE
+ *   PATH:    tag | length << 8, then `length` elements: a segment number, or
+ *            S_INDEX | list index
+ */
+enum { T_AND = 1, T_OR = 2, T_NOT = 3, T_CLAUSE = 4, T_PROJ = 5, T_UPDATE = 6, T_ITEM = 7, T_PATH = 8 };
+
+#define S_TAG(w) ((w) & 0xffu)
+#define S_ARG(w) ((w) >> 8)
+#define S_INDEX 0x80000000u
+#define S_NONE 0xffffffffu
+#define S_MAX_COUNT 0xffffffu      /* children of a node, 24 bits */
+#define S_MAX_INDEX 0x7fffffffu
+#define S_SHOW_MAX 200             /* bytes of a name or path quoted in a message */
+#define S_TEMPLATE_MAX 300         /* bytes of a template quoted in a message */
+
+#define S_CLAUSE_OP(w) (((w) >> 8) & 0xffu)
+#define S_CLAUSE_SIZE(w) (((w) >> 16) & 1u)
+#define S_CLAUSE_NVALS(w) ((w) >> 17)
+
+struct s_str {
+    uint32_t off, len;
+};
+
+struct s_val {
+    uint32_t off, len, literal;
+};
+
+struct dyn_expr {
+    const struct dyn_allocator *alloc;
+    size_t alloc_size;
+    int kind;
+    uint32_t depth;
+    uint32_t n_code, n_segs, n_vals;
+    uint32_t *code;
+    struct s_str *segs;
+    struct s_val *vals;
+    char *pool;
+};
+
+static const char *const s_op_names[DYN_EXPR_OP_COUNT] = {
+    "=", "<>", "<", "<=", ">", ">=", "IN", "BETWEEN", "begins_with", "contains",
+    "attribute_exists", "attribute_not_exists", "attribute_type",
+};
+
+static const char *const s_slot_names[DYN_EXPR_SLOTS] = {
+    "KeyConditionExpression", "FilterExpression", "ConditionExpression", "UpdateExpression",
+    "ProjectionExpression",
+};
+
+static const char *const s_kind_names[] = {"?", "a condition", "a projection", "an update"};
+
+int dyn_expr_op_parse(dyn_slice s) {
+    int i;
+    for (i = 0; i < DYN_EXPR_OP_COUNT; i++)
+        if (dyn_slice_eq_cstr(s, s_op_names[i])) return i;
+    return -1;
+}
+
+const char *dyn_expr_op_name(int op) {
+    return op >= 0 && op < DYN_EXPR_OP_COUNT ? s_op_names[op] : "?";
+}
+
+const char *dyn_expr_slot_name(int slot) {
+    return slot >= 0 && slot < DYN_EXPR_SLOTS ? s_slot_names[slot] : "?";
+}
+
+/* ---- messages ------------------------------------------------------------- */
+
+/* Appends a printf-formatted message; errors are best effort (ENOMEM ignored). */
+static void s_errf(struct dyn_buf *err, const char *fmt, ...) {
+    char tmp[512];
+    va_list ap;
+    int n;
+    if (!err) return;
+    va_start(ap, fmt);
+    n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n >= sizeof tmp) n = (int)sizeof tmp - 1;
+    (void)dyn_buf_append(err, tmp, (size_t)n);
+}
+
+/* Appends s in double quotes, control bytes and quotes escaped, cut at `max` bytes. */
+static void s_err_quote(struct dyn_buf *err, dyn_slice s, size_t max) {
+    size_t i, n = s.len < max ? s.len : max;
+    if (!err) return;
+    (void)dyn_buf_putc(err, '"');
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s.ptr[i];
+        if (c == '"' || c == '\\') {
+            (void)dyn_buf_putc(err, '\\');
+            (void)dyn_buf_putc(err, (char)c);
+        } else if (c < 0x20 || c == 0x7f) {
+            s_errf(err, "\\x%02x", c);
+        } else {
+            (void)dyn_buf_putc(err, (char)c);
+        }
+    }
+    if (n < s.len) (void)dyn_buf_append_cstr(err, "...");
+    (void)dyn_buf_putc(err, '"');
+}
+
+/* ---- small helpers -------------------------------------------------------- */
+
+static int s_push32(struct dyn_buf *b, uint32_t w) { return dyn_buf_append(b, &w, sizeof w); }
+
+#define S_WORDS(buf) ((uint32_t *)(void *)(buf).ptr)
+#define S_NWORDS(buf) ((buf).len / sizeof(uint32_t))
+
+static void s_letters(uint32_t seq, char out[3]) {
+    out[0] = (char)('a' + (seq / 676u) % 26u);
+    out[1] = (char)('a' + (seq / 26u) % 26u);
+    out[2] = (char)('a' + seq % 26u);
+}
+
+size_t dyn_expr_placeholder(uint32_t seq, int32_t elem, char out[24]) {
+    size_t n = 3;
+    s_letters(seq, out);
+    if (elem >= 0) {
+        char digits[12];
+        size_t d = 0;
+        uint32_t v = (uint32_t)elem;
+        do {
+            digits[d++] = (char)('0' + v % 10u);
+            v /= 10u;
+        } while (v);
+        out[n++] = '_';
+        while (d) out[n++] = digits[--d];
+    }
+    out[n] = '\0';
+    return n;
+}
+
+static int s_append_u32(struct dyn_buf *b, uint32_t v) {
+    char digits[12];
+    size_t d = 0;
+    int rc = dyn_buf_reserve(b, 10);
+    if (rc) return rc;
+    do {
+        digits[d++] = (char)('0' + v % 10u);
+        v /= 10u;
+    } while (v);
+    while (d) b->ptr[b->len++] = digits[--d];
+    b->ptr[b->len] = '\0';
+    return DYN_OK;
+}
+
+static int s_is_special(char c) { return c == '.' || c == '[' || c == ']' || c == '\\'; }
+
+int dyn_expr_path_escape(dyn_slice name, struct dyn_buf *out) {
+    size_t i, start = out->len;
+    int rc = DYN_OK;
+    for (i = 0; i < name.len && rc == DYN_OK; i++) {
+        if (s_is_special(name.ptr[i])) rc = dyn_buf_putc(out, '\\');
+        if (rc == DYN_OK) rc = dyn_buf_putc(out, name.ptr[i]);
+    }
+    if (rc) dyn_buf_truncate(out, start);
+    return rc;
+}
+
+/* Generic stable merge sort of n uint32 keys by cmp(ctx, a, b); tmp holds n entries. */
+typedef int (*s_cmp_fn)(const void *ctx, uint32_t a, uint32_t b);
+
+static void s_sort(uint32_t *a, uint32_t *tmp, size_t n, s_cmp_fn cmp, const void *ctx) {
+    size_t width, i;
+    uint32_t *src = a, *dst = tmp, *t;
+    for (width = 1; width < n; width *= 2) {
+        for (i = 0; i < n; i += 2 * width) {
+            size_t lo = i, mid = i + width < n ? i + width : n, hi = i + 2 * width < n ? i + 2 * width : n;
+            size_t p = lo, q = mid, k = lo;
+            while (p < mid && q < hi) dst[k++] = cmp(ctx, src[q], src[p]) < 0 ? src[q++] : src[p++];
+            while (p < mid) dst[k++] = src[p++];
+            while (q < hi) dst[k++] = src[q++];
+        }
+        t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != a) memcpy(a, src, n * sizeof *a);
+}
+
+static int s_bytes_cmp(const char *a, size_t alen, const char *b, size_t blen) {
+    size_t n = alen < blen ? alen : blen;
+    int c = n ? memcmp(a, b, n) : 0;
+    if (c) return c;
+    return alen < blen ? -1 : alen > blen;
+}
+
+/* ---- builder --------------------------------------------------------------- */
+
+struct s_builder {
+    const struct dyn_allocator *alloc;
+    struct dyn_buf pool; /* segment and operand bytes */
+    struct dyn_buf segs; /* struct s_str; may repeat names until s_finish */
+    struct dyn_buf vals; /* struct s_val; names distinct */
+    struct dyn_buf code; /* uint32 words */
+    struct dyn_buf *err;
+};
+
+static void s_builder_init(struct s_builder *b, const struct dyn_allocator *alloc, struct dyn_buf *err) {
+    b->alloc = alloc ? alloc : dyn_default_allocator();
+    dyn_buf_init(&b->pool, b->alloc);
+    dyn_buf_init(&b->segs, b->alloc);
+    dyn_buf_init(&b->vals, b->alloc);
+    dyn_buf_init(&b->code, b->alloc);
+    b->err = err;
+}
+
+static void s_builder_free(struct s_builder *b) {
+    dyn_buf_free(&b->pool);
+    dyn_buf_free(&b->segs);
+    dyn_buf_free(&b->vals);
+    dyn_buf_free(&b->code);
+}
+
+#define S_SEGS(b) ((struct s_str *)(void *)(b)->segs.ptr)
+#define S_NSEGS(b) ((b)->segs.len / sizeof(struct s_str))
+#define S_VALS(b) ((struct s_val *)(void *)(b)->vals.ptr)
+#define S_NVALS(b) ((b)->vals.len / sizeof(struct s_val))
+
+static int s_pool_add(struct s_builder *b, dyn_slice s, uint32_t *off) {
+    if (b->pool.len + s.len >= 0xffffffffu) return DYN_ENOMEM;
+    *off = (uint32_t)b->pool.len;
+    return dyn_buf_append(&b->pool, s.ptr, s.len);
+}
+
+/* A new (possibly repeated) segment whose bytes are already at pool[off, off+len). */
+static int s_seg_add(struct s_builder *b, uint32_t off, uint32_t len, uint32_t *id) {
+    struct s_str s;
+    s.off = off;
+    s.len = len;
+    *id = (uint32_t)S_NSEGS(b);
+    return dyn_buf_append(&b->segs, &s, sizeof s);
+}
+
+/* Operand number for op: names are shared, literals always new. */
+static int s_val_add(struct s_builder *b, struct dyn_expr_operand op, uint32_t *id) {
+    size_t i, n = S_NVALS(b);
+    struct s_val v;
+    int rc;
+    if (!op.literal) {
+        const struct s_val *vals = S_VALS(b);
+        for (i = 0; i < n; i++) {
+            if (!vals[i].literal && vals[i].len == op.text.len &&
+                (op.text.len == 0 || memcmp(b->pool.ptr + vals[i].off, op.text.ptr, op.text.len) == 0)) {
+                *id = (uint32_t)i;
+                return DYN_OK;
+            }
+        }
+    }
+    if (n >= S_MAX_COUNT) return DYN_EINVAL;
+    if ((rc = s_pool_add(b, op.text, &v.off)) != DYN_OK) return rc;
+    v.len = (uint32_t)op.text.len;
+    v.literal = op.literal ? 1u : 0u;
+    *id = (uint32_t)n;
+    return dyn_buf_append(&b->vals, &v, sizeof v);
+}
+
+/* Parses path text into a PATH node appended to the builder's code. */
+static int s_parse_path(struct s_builder *b, dyn_slice text) {
+    const char *p = text.ptr;
+    size_t i = 0, n = text.len, head = S_NWORDS(b->code);
+    uint32_t count = 0, id, off;
+    const char *why = NULL;
+    size_t where = 0;
+    int rc;
+
+    if ((rc = s_push32(&b->code, T_PATH)) != DYN_OK) return rc;
+    if (n == 0) {
+        why = "empty path";
+        goto invalid;
+    }
+    for (;;) {
+        off = (uint32_t)b->pool.len;
+        while (i < n && p[i] != '.' && p[i] != '[') {
+            char c = p[i];
+            if (c == ']') {
+                why = "unexpected ']'";
+                where = i + 1;
+                goto invalid;
+            }
+            if (c == '\\') {
+                if (i + 1 >= n) {
+                    why = "backslash at the end";
+                    where = i + 1;
+                    goto invalid;
+                }
+                c = p[++i];
+            }
+            i++;
+            if ((rc = dyn_buf_putc(&b->pool, c)) != DYN_OK) return rc;
+        }
+        if (b->pool.len == off) {
+            why = "empty name";
+            where = i + 1;
+            goto invalid;
+        }
+        if (b->pool.len - off > DYN_EXPR_MAX_NAME) {
+            why = "name longer than 65535 bytes";
+            where = i;
+            goto invalid;
+        }
+        if (++count > DYN_EXPR_MAX_PATH) goto too_deep;
+        if ((rc = s_seg_add(b, off, (uint32_t)(b->pool.len - off), &id)) != DYN_OK) return rc;
+        if ((rc = s_push32(&b->code, id)) != DYN_OK) return rc;
+        while (i < n && p[i] == '[') {
+            uint32_t v = 0;
+            size_t digits = 0;
+            i++;
+            while (i < n && p[i] >= '0' && p[i] <= '9') {
+                if (v > (S_MAX_INDEX - (uint32_t)(p[i] - '0')) / 10u) {
+                    why = "list index too large";
+                    where = i + 1;
+                    goto invalid;
+                }
+                v = v * 10u + (uint32_t)(p[i] - '0');
+                digits++;
+                i++;
+            }
+            if (digits == 0 || i >= n || p[i] != ']') {
+                why = "expected digits and ']'";
+                where = i + 1;
+                goto invalid;
+            }
+            i++;
+            if (++count > DYN_EXPR_MAX_PATH) goto too_deep;
+            if ((rc = s_push32(&b->code, S_INDEX | v)) != DYN_OK) return rc;
+        }
+        if (i == n) break;
+        if (p[i] != '.') {
+            why = "expected '.' or '['";
+            where = i + 1;
+            goto invalid;
+        }
+        i++;
+    }
+    S_WORDS(b->code)[head] = T_PATH | count << 8;
+    return DYN_OK;
+
+too_deep:
+    s_errf(b->err, "invalid path ");
+    s_err_quote(b->err, text, S_SHOW_MAX);
+    s_errf(b->err, ": more than %d levels", DYN_EXPR_MAX_PATH);
+    return DYN_EINVAL;
+invalid:
+    s_errf(b->err, "invalid path ");
+    s_err_quote(b->err, text, S_SHOW_MAX);
+    s_errf(b->err, ": %s", why);
+    if (where) s_errf(b->err, " at character %zu", where);
+    return DYN_EINVAL;
+}
+
+int dyn_expr_path_normalize(dyn_slice text, struct dyn_buf *out, struct dyn_buf *err) {
+    struct s_builder b;
+    size_t start = out->len, i, n;
+    const uint32_t *w;
+    int rc;
+    s_builder_init(&b, out->alloc, err);
+    if ((rc = s_parse_path(&b, text)) != DYN_OK) goto cleanup;
+    w = S_WORDS(b.code);
+    n = S_ARG(w[0]);
+    for (i = 1; i <= n && rc == DYN_OK; i++) {
+        if (w[i] & S_INDEX) {
+            rc = dyn_buf_putc(out, '[');
+            if (rc == DYN_OK) rc = s_append_u32(out, w[i] & ~S_INDEX);
+            if (rc == DYN_OK) rc = dyn_buf_putc(out, ']');
+        } else {
+            const struct s_str *s = &S_SEGS(&b)[w[i]];
+            if (i > 1) rc = dyn_buf_putc(out, '.');
+            if (rc == DYN_OK) rc = dyn_expr_path_escape(dyn_slice_make(b.pool.ptr + s->off, s->len), out);
+        }
+    }
+    if (rc) dyn_buf_truncate(out, start);
+cleanup:
+    s_builder_free(&b);
+    return rc;
+}
+
+/* ---- walking code ------------------------------------------------------------ */
+
+/*
+ * What s_visit does to the numbers it meets: with `mark`, flags used segments;
+ * otherwise a segment s becomes segmap[s] (s + segbase without a segmap) and
+ * a value v becomes valmap[v] (kept without a valmap).
+ */
+struct s_map {
+    const uint32_t *segmap;
+    uint32_t segbase;
+    const uint32_t *valmap;
+    uint8_t *mark;
+};
+
+static size_t s_skip_path(const uint32_t *code, size_t pos) { return pos + 1 + S_ARG(code[pos]); }
+
+static size_t s_visit_path(uint32_t *code, size_t pos, const struct s_map *m) {
+    uint32_t i, n = S_ARG(code[pos]);
+    for (i = 1; i <= n; i++) {
+        uint32_t *w = &code[pos + i];
+        if (*w & S_INDEX) continue;
+        if (m->mark)
+            m->mark[*w] = 1;
+        else
+            *w = m->segmap ? m->segmap[*w] : *w + m->segbase;
+    }
+    return pos + 1 + n;
+}
+
+static size_t s_visit_value(uint32_t *code, size_t pos, const struct s_map *m) {
+    if (!m->mark && m->valmap) code[pos] = m->valmap[code[pos]];
+    return pos + 1;
+}
+
+/* Visits the node at pos and returns the position after it. Code is built
+ * here, so it is well formed and its depth is bounded by DYN_EXPR_MAX_DEPTH + 1. */
+static size_t s_visit(uint32_t *code, size_t pos, const struct s_map *m) {
+    uint32_t w = code[pos], i, n;
+    switch (S_TAG(w)) {
+    case T_AND:
+    case T_OR:
+    case T_PROJ:
+    case T_UPDATE:
+        n = S_ARG(w);
+        pos++;
+        for (i = 0; i < n; i++) pos = s_visit(code, pos, m);
+        return pos;
+    case T_NOT: return s_visit(code, pos + 1, m);
+    case T_CLAUSE:
+        pos = s_visit_path(code, pos + 1, m);
+        n = S_CLAUSE_NVALS(w);
+        for (i = 0; i < n; i++) pos = s_visit_value(code, pos, m);
+        return pos;
+    case T_ITEM:
+        pos = s_visit_path(code, pos + 1, m);
+        return S_ARG(w) == DYN_EXPR_REMOVE ? pos : s_visit_value(code, pos, m);
+    case T_PATH: return s_visit_path(code, pos, m);
+    default: return pos + 1;
+    }
+}
+
+static size_t s_skip(const uint32_t *code, size_t pos) {
+    uint32_t w = code[pos], i, n;
+    switch (S_TAG(w)) {
+    case T_AND:
+    case T_OR:
+    case T_PROJ:
+    case T_UPDATE:
+        n = S_ARG(w);
+        pos++;
+        for (i = 0; i < n; i++) pos = s_skip(code, pos);
+        return pos;
+    case T_NOT: return s_skip(code, pos + 1);
+    case T_CLAUSE: return s_skip_path(code, pos + 1) + S_CLAUSE_NVALS(w);
+    case T_ITEM:
+        pos = s_skip_path(code, pos + 1);
+        return S_ARG(w) == DYN_EXPR_REMOVE ? pos : pos + 1;
+    case T_PATH: return s_skip_path(code, pos);
+    default: return pos + 1;
+    }
+}
+
+static uint32_t s_depth(const uint32_t *code, size_t pos) {
+    uint32_t w = code[pos], i, n, d = 0, c;
+    switch (S_TAG(w)) {
+    case T_AND:
+    case T_OR:
+        n = S_ARG(w);
+        pos++;
+        for (i = 0; i < n; i++) {
+            c = s_depth(code, pos);
+            if (c > d) d = c;
+            pos = s_skip(code, pos);
+        }
+        return d + 1;
+    case T_NOT: return s_depth(code, pos + 1) + 1;
+    default: return 0;
+    }
+}
+
+/* Element-wise path order: segment numbers are byte-ordered ranks, and an
+ * index has the high bit set, so plain word comparison gives the order. */
+static int s_path_cmp(const void *ctx, uint32_t pa, uint32_t pb) {
+    const uint32_t *code = ctx;
+    uint32_t na = S_ARG(code[pa]), nb = S_ARG(code[pb]), i;
+    for (i = 1; i <= na && i <= nb; i++) {
+        uint32_t x = code[pa + i], y = code[pb + i];
+        if (x != y) return x < y ? -1 : 1;
+    }
+    return na < nb ? -1 : na > nb;
+}
+
+/* 1 when path pa is pb or a prefix of it. */
+static int s_path_within(const uint32_t *code, uint32_t pa, uint32_t pb) {
+    uint32_t na = S_ARG(code[pa]), nb = S_ARG(code[pb]);
+    return na <= nb && memcmp(&code[pa + 1], &code[pb + 1], na * sizeof(uint32_t)) == 0;
+}
+
+/* Appends the canonical text of the path at pos; segment number s names
+ * segs[order ? order[s] : s] in pool. */
+static int s_path_text(const uint32_t *code, size_t pos, const char *pool, const struct s_str *segs,
+                       const uint32_t *order, struct dyn_buf *out) {
+    uint32_t i, n = S_ARG(code[pos]);
+    int rc = DYN_OK;
+    for (i = 1; i <= n && rc == DYN_OK; i++) {
+        uint32_t w = code[pos + i];
+        if (w & S_INDEX) {
+            rc = dyn_buf_putc(out, '[');
+            if (rc == DYN_OK) rc = s_append_u32(out, w & ~S_INDEX);
+            if (rc == DYN_OK) rc = dyn_buf_putc(out, ']');
+        } else {
+            const struct s_str *s = &segs[order ? order[w] : w];
+            if (i > 1) rc = dyn_buf_putc(out, '.');
+            if (rc == DYN_OK) rc = dyn_expr_path_escape(dyn_slice_make(pool + s->off, s->len), out);
+        }
+    }
+    return rc;
+}
+
+static void s_err_path(struct dyn_buf *err, const uint32_t *code, size_t pos, const char *pool,
+                       const struct s_str *segs, const uint32_t *order) {
+    struct dyn_buf tmp;
+    if (!err) return;
+    dyn_buf_init(&tmp, err->alloc);
+    if (s_path_text(code, pos, pool, segs, order, &tmp) == DYN_OK) s_err_quote(err, dyn_buf_slice(&tmp), S_SHOW_MAX);
+    dyn_buf_free(&tmp);
+}
+
+/* ---- finishing: sort segments, prune, pack ---------------------------------- */
+
+static void *s_array(const struct dyn_allocator *a, size_t n, size_t size) {
+    if (n == 0) n = 1;
+    if (n > SIZE_MAX / size) return NULL;
+    return dyn_mem_alloc(a, n * size);
+}
+
+static int s_seg_cmp(const void *ctx, uint32_t a, uint32_t b) {
+    const struct s_builder *bd = ctx;
+    const struct s_str *x = &S_SEGS(bd)[a], *y = &S_SEGS(bd)[b];
+    return s_bytes_cmp(bd->pool.ptr + x->off, x->len, bd->pool.ptr + y->off, y->len);
+}
+
+/* Sorts the paths of a projection and drops those inside an earlier one. */
+static int s_prune_projection(struct s_builder *b) {
+    uint32_t *code = S_WORDS(b->code), n = S_ARG(code[0]), i, kept = 0;
+    uint32_t *pos = NULL, *tmp = NULL;
+    struct dyn_buf out;
+    size_t p = 1;
+    int rc = DYN_OK;
+    dyn_buf_init(&out, b->alloc);
+    pos = s_array(b->alloc, n, sizeof *pos);
+    tmp = s_array(b->alloc, n, sizeof *tmp);
+    if (!pos || !tmp) {
+        rc = DYN_ENOMEM;
+        goto cleanup;
+    }
+    for (i = 0; i < n; i++) {
+        pos[i] = (uint32_t)p;
+        p = s_skip_path(code, p);
+    }
+    s_sort(pos, tmp, n, s_path_cmp, code);
+    if ((rc = s_push32(&out, 0)) != DYN_OK) goto cleanup;
+    for (i = 0; i < n; i++) {
+        if (kept && s_path_within(code, tmp[kept - 1], pos[i])) continue;
+        tmp[kept++] = pos[i];
+        rc = dyn_buf_append(&out, &code[pos[i]], (1 + S_ARG(code[pos[i]])) * sizeof(uint32_t));
+        if (rc) goto cleanup;
+    }
+    S_WORDS(out)[0] = T_PROJ | kept << 8;
+    dyn_buf_free(&b->code);
+    b->code = out;
+    dyn_buf_init(&out, b->alloc);
+cleanup:
+    dyn_buf_free(&out);
+    dyn_mem_free(b->alloc, pos, 0);
+    dyn_mem_free(b->alloc, tmp, 0);
+    return rc;
+}
+
+/* Drops repeated update items and rejects items on overlapping paths. */
+static int s_prune_update(struct s_builder *b, const uint32_t *order) {
+    uint32_t *code = S_WORDS(b->code), n = S_ARG(code[0]), i, j, kept = 0, ops = 0;
+    uint32_t *pos = NULL;
+    struct dyn_buf out;
+    size_t p = 1;
+    int rc = DYN_OK;
+    dyn_buf_init(&out, b->alloc);
+    if (!(pos = s_array(b->alloc, n, sizeof *pos))) {
+        rc = DYN_ENOMEM;
+        goto cleanup;
+    }
+    if ((rc = s_push32(&out, 0)) != DYN_OK) goto cleanup;
+    for (i = 0; i < n; i++) {
+        uint32_t w = code[p], path = (uint32_t)p + 1, end = (uint32_t)s_skip(code, p), dup = 0;
+        for (j = 0; j < kept && !dup; j++) {
+            uint32_t kw = code[pos[j]], kpath = pos[j] + 1;
+            if (kw == w && s_path_cmp(code, kpath, path) == 0 &&
+                (S_ARG(w) == DYN_EXPR_REMOVE || code[s_skip_path(code, kpath)] == code[s_skip_path(code, path)])) {
+                dup = 1;
+            } else if (s_path_within(code, kpath, path) || s_path_within(code, path, kpath)) {
+                s_errf(b->err, "paths overlap in an update expression: ");
+                s_err_path(b->err, code, kpath, b->pool.ptr, S_SEGS(b), order);
+                s_errf(b->err, " and ");
+                s_err_path(b->err, code, path, b->pool.ptr, S_SEGS(b), order);
+                rc = DYN_EINVAL;
+                goto cleanup;
+            }
+        }
+        if (!dup) {
+            uint32_t act = S_ARG(w);
+            if (act >= DYN_EXPR_SET_IF_NOT_EXISTS && act <= DYN_EXPR_PREPEND) ops++;
+            pos[kept++] = (uint32_t)p;
+            if ((rc = dyn_buf_append(&out, &code[p], (end - p) * sizeof(uint32_t))) != DYN_OK) goto cleanup;
+        }
+        p = end;
+    }
+    if (ops > DYN_EXPR_MAX_UPDATE_OPS) {
+        s_errf(b->err, "an update expression takes at most %d functions and operators, got %u",
+               DYN_EXPR_MAX_UPDATE_OPS, (unsigned)ops);
+        rc = DYN_EINVAL;
+        goto cleanup;
+    }
+    S_WORDS(out)[0] = T_UPDATE | kept << 8;
+    dyn_buf_free(&b->code);
+    b->code = out;
+    dyn_buf_init(&out, b->alloc);
+cleanup:
+    dyn_buf_free(&out);
+    dyn_mem_free(b->alloc, pos, 0);
+    return rc;
+}
+
+static int s_finish(struct s_builder *b, int kind, struct dyn_expr **out) {
+    size_t n_segs = S_NSEGS(b), n_vals = S_NVALS(b), n_code, i, pool_len = 0, size;
+    uint32_t *order = NULL, *tmp = NULL, *segmap = NULL, n_uniq = 0, n_used = 0, depth = 0;
+    uint8_t *used = NULL;
+    struct dyn_expr *e;
+    struct s_map m = {NULL, 0, NULL, NULL};
+    char *pool;
+    int rc = DYN_OK;
+
+    order = s_array(b->alloc, n_segs, sizeof *order);
+    tmp = s_array(b->alloc, n_segs, sizeof *tmp);
+    segmap = s_array(b->alloc, n_segs, sizeof *segmap);
+    used = s_array(b->alloc, n_segs, 1);
+    if (!order || !tmp || !segmap || !used) {
+        rc = DYN_ENOMEM;
+        goto cleanup;
+    }
+    /* rank the segments by bytes; order[rank] is one builder segment of that rank */
+    for (i = 0; i < n_segs; i++) tmp[i] = (uint32_t)i;
+    s_sort(tmp, order, n_segs, s_seg_cmp, b);
+    for (i = 0; i < n_segs; i++) {
+        if (i > 0 && s_seg_cmp(b, tmp[i - 1], tmp[i]) != 0) n_uniq++;
+        if (i == 0 || s_seg_cmp(b, tmp[i - 1], tmp[i]) != 0) order[n_uniq] = tmp[i];
+        segmap[tmp[i]] = n_uniq;
+    }
+    if (n_segs) n_uniq++;
+    m.segmap = segmap;
+    s_visit(S_WORDS(b->code), 0, &m);
+
+    if (kind == DYN_EXPR_PROJECTION) rc = s_prune_projection(b);
+    else if (kind == DYN_EXPR_UPDATE) rc = s_prune_update(b, order);
+    else if ((depth = s_depth(S_WORDS(b->code), 0)) > DYN_EXPR_MAX_DEPTH) {
+        s_errf(b->err, "condition nested deeper than %d levels", DYN_EXPR_MAX_DEPTH);
+        rc = DYN_EINVAL;
+    }
+    if (rc) goto cleanup;
+
+    /* keep only the segments the (pruned) code uses, still in byte order */
+    memset(used, 0, n_uniq ? n_uniq : 1);
+    m.segmap = NULL;
+    m.mark = used;
+    s_visit(S_WORDS(b->code), 0, &m);
+    for (i = 0; i < n_uniq; i++) {
+        if (!used[i]) continue;
+        tmp[i] = n_used;
+        order[n_used++] = order[i];
+        pool_len += S_SEGS(b)[order[n_used - 1]].len;
+    }
+    m.segmap = tmp;
+    m.mark = NULL;
+    s_visit(S_WORDS(b->code), 0, &m);
+    for (i = 0; i < n_vals; i++) pool_len += S_VALS(b)[i].len;
+
+    n_code = S_NWORDS(b->code);
+    size = sizeof *e + n_code * sizeof(uint32_t) + n_used * sizeof(struct s_str) + n_vals * sizeof(struct s_val) +
+           pool_len;
+    if (pool_len >= 0xffffffffu || !(e = dyn_mem_alloc(b->alloc, size))) {
+        rc = DYN_ENOMEM;
+        goto cleanup;
+    }
+    e->alloc = b->alloc;
+    e->alloc_size = size;
+    e->kind = kind;
+    e->depth = depth;
+    e->n_code = (uint32_t)n_code;
+    e->n_segs = n_used;
+    e->n_vals = (uint32_t)n_vals;
+    e->code = (uint32_t *)(void *)(e + 1);
+    e->segs = (struct s_str *)(void *)(e->code + n_code);
+    e->vals = (struct s_val *)(void *)(e->segs + n_used);
+    e->pool = (char *)(e->vals + n_vals);
+    memcpy(e->code, b->code.ptr, n_code * sizeof(uint32_t));
+    pool = e->pool;
+    for (i = 0; i < n_used; i++) {
+        const struct s_str *s = &S_SEGS(b)[order[i]];
+        e->segs[i].off = (uint32_t)(pool - e->pool);
+        e->segs[i].len = s->len;
+        if (s->len) memcpy(pool, b->pool.ptr + s->off, s->len);
+        pool += s->len;
+    }
+    for (i = 0; i < n_vals; i++) {
+        const struct s_val *v = &S_VALS(b)[i];
+        e->vals[i].off = (uint32_t)(pool - e->pool);
+        e->vals[i].len = v->len;
+        e->vals[i].literal = v->literal;
+        if (v->len) memcpy(pool, b->pool.ptr + v->off, v->len);
+        pool += v->len;
+    }
+    *out = e;
+cleanup:
+    dyn_mem_free(b->alloc, order, 0);
+    dyn_mem_free(b->alloc, tmp, 0);
+    dyn_mem_free(b->alloc, segmap, 0);
+    dyn_mem_free(b->alloc, used, 0);
+    return rc;
+}
+
+/* ---- constructors ---------------------------------------------------------- */
+
+static int s_add_operand(struct s_builder *b, struct dyn_expr_operand v) {
+    uint32_t id;
+    int rc;
+    if (!v.literal && v.text.len == 0) {
+        s_errf(b->err, "a value name must not be empty");
+        return DYN_EINVAL;
+    }
+    if ((rc = s_val_add(b, v, &id)) == DYN_EINVAL) s_errf(b->err, "too many values in one expression");
+    if (rc) return rc;
+    return s_push32(&b->code, id);
+}
+
+int dyn_expr_condition_new(const struct dyn_allocator *alloc, int op, dyn_slice path, int size_of,
+                           const struct dyn_expr_operand *values, size_t n_values,
+                           struct dyn_expr **out, struct dyn_buf *err) {
+    struct s_builder b;
+    size_t i;
+    int rc = DYN_EINVAL;
+    s_builder_init(&b, alloc, err);
+    if (op < 0 || op >= DYN_EXPR_OP_COUNT) {
+        s_errf(err, "unknown operator %d", op);
+        goto cleanup;
+    }
+    if (op == DYN_EXPR_EXISTS || op == DYN_EXPR_NOT_EXISTS) {
+        if (n_values != 0) {
+            s_errf(err, "operator %s takes no value, got %zu", s_op_names[op], n_values);
+            goto cleanup;
+        }
+    } else if (op == DYN_EXPR_BETWEEN) {
+        if (n_values != 2) {
+            s_errf(err, "operator BETWEEN requires two values, got %zu", n_values);
+            goto cleanup;
+        }
+    } else if (op == DYN_EXPR_IN) {
+        if (n_values < 1 || n_values > DYN_EXPR_MAX_IN) {
+            s_errf(err, "operator IN takes 1 to %d values, got %zu", DYN_EXPR_MAX_IN, n_values);
+            goto cleanup;
+        }
+    } else if (n_values != 1) {
+        s_errf(err, "operator %s requires one value, got %zu", s_op_names[op], n_values);
+        goto cleanup;
+    }
+    if (size_of && op > DYN_EXPR_BETWEEN) {
+        s_errf(err, "size() cannot be used with %s", s_op_names[op]);
+        goto cleanup;
+    }
+    rc = s_push32(&b.code, T_CLAUSE | (uint32_t)op << 8 | (size_of ? 1u : 0u) << 16 | (uint32_t)n_values << 17);
+    if (rc == DYN_OK) rc = s_parse_path(&b, path);
+    for (i = 0; i < n_values && rc == DYN_OK; i++) rc = s_add_operand(&b, values[i]);
+    if (rc == DYN_OK) rc = s_finish(&b, DYN_EXPR_CONDITION, out);
+cleanup:
+    s_builder_free(&b);
+    return rc;
+}
+
+int dyn_expr_projection_new(const struct dyn_allocator *alloc, const dyn_slice *paths, size_t n,
+                            struct dyn_expr **out, struct dyn_buf *err) {
+    struct s_builder b;
+    size_t i;
+    int rc = DYN_EINVAL;
+    s_builder_init(&b, alloc, err);
+    if (n == 0 || n > S_MAX_COUNT) {
+        s_errf(err, "a projection needs 1 to %u paths, got %zu", (unsigned)S_MAX_COUNT, n);
+        goto cleanup;
+    }
+    rc = s_push32(&b.code, T_PROJ | (uint32_t)n << 8);
+    for (i = 0; i < n && rc == DYN_OK; i++) rc = s_parse_path(&b, paths[i]);
+    if (rc == DYN_OK) rc = s_finish(&b, DYN_EXPR_PROJECTION, out);
+cleanup:
+    s_builder_free(&b);
+    return rc;
+}
+
+int dyn_expr_update_new(const struct dyn_allocator *alloc, const struct dyn_expr_update_item *items,
+                        size_t n, struct dyn_expr **out, struct dyn_buf *err) {
+    struct s_builder b;
+    size_t i;
+    int rc = DYN_EINVAL;
+    s_builder_init(&b, alloc, err);
+    if (n == 0 || n > S_MAX_COUNT) {
+        s_errf(err, "an update expression needs 1 to %u items, got %zu", (unsigned)S_MAX_COUNT, n);
+        goto cleanup;
+    }
+    rc = s_push32(&b.code, T_UPDATE | (uint32_t)n << 8);
+    for (i = 0; i < n && rc == DYN_OK; i++) {
+        int act = items[i].action;
+        if (act < 0 || act >= DYN_EXPR_ACTION_COUNT) {
+            s_errf(err, "unknown update action %d", act);
+            rc = DYN_EINVAL;
+            break;
+        }
+        rc = s_push32(&b.code, T_ITEM | (uint32_t)act << 8);
+        if (rc == DYN_OK) rc = s_parse_path(&b, items[i].path);
+        if (rc == DYN_OK && act != DYN_EXPR_REMOVE) rc = s_add_operand(&b, items[i].value);
+    }
+    if (rc == DYN_OK) rc = s_finish(&b, DYN_EXPR_UPDATE, out);
+cleanup:
+    s_builder_free(&b);
+    return rc;
+}
+
+/* Adds x's segments and operands to the builder; valmap receives x's operand numbers. */
+static int s_import(struct s_builder *b, const struct dyn_expr *x, uint32_t *valmap, uint32_t *segbase) {
+    uint32_t i, id, off;
+    int rc = DYN_OK;
+    *segbase = (uint32_t)S_NSEGS(b);
+    for (i = 0; i < x->n_segs && rc == DYN_OK; i++) {
+        rc = s_pool_add(b, dyn_slice_make(x->pool + x->segs[i].off, x->segs[i].len), &off);
+        if (rc == DYN_OK) rc = s_seg_add(b, off, x->segs[i].len, &id);
+    }
+    for (i = 0; i < x->n_vals && rc == DYN_OK; i++) {
+        struct dyn_expr_operand v = dyn_expr_value(x, i);
+        rc = s_val_add(b, v, &valmap[i]);
+        if (rc == DYN_EINVAL) s_errf(b->err, "too many values in one expression");
+    }
+    return rc;
+}
+
+/* Appends x's code words [from, n_code) renumbered for the builder. */
+static int s_copy_code(struct s_builder *b, const struct dyn_expr *x, size_t from, uint32_t segbase,
+                       const uint32_t *valmap) {
+    size_t start = S_NWORDS(b->code), pos, end;
+    struct s_map m;
+    int rc = dyn_buf_append(&b->code, x->code + from, (x->n_code - from) * sizeof(uint32_t));
+    if (rc) return rc;
+    m.segmap = NULL;
+    m.segbase = segbase;
+    m.valmap = valmap;
+    m.mark = NULL;
+    end = S_NWORDS(b->code);
+    for (pos = start; pos < end;) pos = s_visit(S_WORDS(b->code), pos, &m);
+    return DYN_OK;
+}
+
+static const char *s_kind_label(int kind) {
+    return kind == DYN_EXPR_CONDITION ? "ConditionExpression"
+           : kind == DYN_EXPR_PROJECTION ? "ProjectionExpression"
+                                         : "UpdateExpression";
+}
+
+int dyn_expr_combine(int join, const struct dyn_expr *x, const struct dyn_expr *y,
+                     struct dyn_expr **out, size_t *remap, struct dyn_buf *err) {
+    struct s_builder b;
+    uint32_t *xmap = NULL, *ymap = NULL, xbase, ybase, tag, cx, cy;
+    size_t xfrom, yfrom, i;
+    int rc = DYN_EINVAL;
+    s_builder_init(&b, x ? x->alloc : NULL, err);
+    if (!x || !y || (join != DYN_EXPR_AND && join != DYN_EXPR_OR)) {
+        s_errf(err, "bad arguments to combine");
+        goto cleanup;
+    }
+    if (x->kind != y->kind) {
+        s_errf(err, "cannot combine a %s with a %s", s_kind_label(x->kind), s_kind_label(y->kind));
+        goto cleanup;
+    }
+    if (x->kind != DYN_EXPR_CONDITION && join != DYN_EXPR_AND) {
+        s_errf(err, "%s only merges with &", s_kind_label(x->kind));
+        goto cleanup;
+    }
+    xmap = s_array(b.alloc, x->n_vals, sizeof *xmap);
+    ymap = s_array(b.alloc, y->n_vals, sizeof *ymap);
+    if (!xmap || !ymap) {
+        rc = DYN_ENOMEM;
+        goto cleanup;
+    }
+    if ((rc = s_import(&b, x, xmap, &xbase)) != DYN_OK) goto cleanup;
+    if ((rc = s_import(&b, y, ymap, &ybase)) != DYN_OK) goto cleanup;
+    tag = x->kind == DYN_EXPR_PROJECTION ? T_PROJ
+          : x->kind == DYN_EXPR_UPDATE   ? T_UPDATE
+          : join == DYN_EXPR_AND         ? T_AND
+                                         : T_OR;
+    /* a group of the same join is spliced in, so a & b & c is one AND node */
+    xfrom = S_TAG(x->code[0]) == tag ? 1 : 0;
+    yfrom = S_TAG(y->code[0]) == tag ? 1 : 0;
+    cx = xfrom ? S_ARG(x->code[0]) : 1;
+    cy = yfrom ? S_ARG(y->code[0]) : 1;
+    if (cx + cy > S_MAX_COUNT) {
+        s_errf(err, "too many items in one expression");
+        rc = DYN_EINVAL;
+        goto cleanup;
+    }
+    rc = s_push32(&b.code, tag | (cx + cy) << 8);
+    if (rc == DYN_OK) rc = s_copy_code(&b, x, xfrom, xbase, xmap);
+    if (rc == DYN_OK) rc = s_copy_code(&b, y, yfrom, ybase, ymap);
+    if (rc == DYN_OK) rc = s_finish(&b, x->kind, out);
+    if (rc == DYN_OK && remap)
+        for (i = 0; i < y->n_vals; i++) remap[i] = ymap[i];
+cleanup:
+    if (xmap) dyn_mem_free(b.alloc, xmap, 0);
+    if (ymap) dyn_mem_free(b.alloc, ymap, 0);
+    s_builder_free(&b);
+    return rc;
+}
+
+int dyn_expr_negate(const struct dyn_expr *x, struct dyn_expr **out, struct dyn_buf *err) {
+    struct s_builder b;
+    uint32_t *xmap = NULL, xbase;
+    int rc = DYN_EINVAL;
+    s_builder_init(&b, x ? x->alloc : NULL, err);
+    if (!x || x->kind != DYN_EXPR_CONDITION) {
+        s_errf(err, "only a ConditionExpression can be negated");
+        goto cleanup;
+    }
+    if (!(xmap = s_array(b.alloc, x->n_vals, sizeof *xmap))) {
+        rc = DYN_ENOMEM;
+        goto cleanup;
+    }
+    if ((rc = s_import(&b, x, xmap, &xbase)) != DYN_OK) goto cleanup;
+    if (S_TAG(x->code[0]) == T_NOT) {
+        rc = s_copy_code(&b, x, 1, xbase, xmap);
+    } else {
+        rc = s_push32(&b.code, T_NOT);
+        if (rc == DYN_OK) rc = s_copy_code(&b, x, 0, xbase, xmap);
+    }
+    if (rc == DYN_OK) rc = s_finish(&b, DYN_EXPR_CONDITION, out);
+cleanup:
+    if (xmap) dyn_mem_free(b.alloc, xmap, 0);
+    s_builder_free(&b);
+    return rc;
+}
+
+void dyn_expr_free(struct dyn_expr *e) {
+    if (e) dyn_mem_free(e->alloc, e, e->alloc_size);
+}
+
+int dyn_expr_kind(const struct dyn_expr *e) { return e->kind; }
+size_t dyn_expr_value_count(const struct dyn_expr *e) { return e->n_vals; }
+size_t dyn_expr_segment_count(const struct dyn_expr *e) { return e->n_segs; }
+
+struct dyn_expr_operand dyn_expr_value(const struct dyn_expr *e, size_t i) {
+    struct dyn_expr_operand v;
+    v.literal = (int)e->vals[i].literal;
+    v.text = dyn_slice_make(e->pool + e->vals[i].off, e->vals[i].len);
+    return v;
+}
+
+dyn_slice dyn_expr_segment(const struct dyn_expr *e, size_t i) {
+    return dyn_slice_make(e->pool + e->segs[i].off, e->segs[i].len);
+}
+
+/* ---- emitting: templates and requests ------------------------------------------ */
+
+/* A value placeholder of one render: the operand that first used it. */
+struct s_gval {
+    uint32_t slot, index, flags; /* flags: 1 whole value reported, 2 elements reported */
+};
+
+/* State shared by the slots of one render. */
+struct s_render {
+    struct dyn_expr_renderer *r;
+    const struct dyn_expr *const *exprs;
+    const struct dyn_expr_value_info *const *infos;
+    uint32_t *segmap[DYN_EXPR_SLOTS]; /* segment -> name placeholder */
+    uint32_t *valmap[DYN_EXPR_SLOTS]; /* operand -> value placeholder, S_NONE until used */
+    struct s_gval *gvals;
+    uint32_t n_gvals;
+    uint32_t *hash; /* value names -> gvals index + 1, open addressing */
+    uint32_t hmask;
+    size_t subst;   /* bytes of both maps so far */
+};
+
+/* One expression being written: a template when rs is NULL, else a request string. */
+struct s_emit {
+    struct dyn_buf *out;
+    const struct dyn_expr *e;
+    struct s_render *rs;
+    int slot;
+};
+
+static int s_put(struct dyn_buf *out, const char *s) { return dyn_buf_append_cstr(out, s); }
+
+static int s_put_ph(struct dyn_buf *out, char prefix, uint32_t seq, int32_t elem) {
+    char tmp[24];
+    size_t n = dyn_expr_placeholder(seq, elem, tmp);
+    int rc = dyn_buf_putc(out, prefix);
+    return rc ? rc : dyn_buf_append(out, tmp, n);
+}
+
+static const char *s_type_name(const struct dyn_expr_value_info *info) {
+    static const char *const names[] = {"missing", "number", "string", "set", "list", "value"};
+    if (info->type_name) return info->type_name;
+    return info->type >= 0 && info->type <= DYN_EXPR_V_OTHER ? names[info->type] : "value";
+}
+
+static void s_err_template(struct dyn_buf *err, const struct dyn_expr *e) {
+    struct dyn_buf t;
+    dyn_buf_init(&t, err->alloc);
+    if (dyn_expr_template(e, &t) == DYN_OK) s_err_quote(err, dyn_buf_slice(&t), S_TEMPLATE_MAX);
+    dyn_buf_free(&t);
+}
+
+/* Ends a render error message with the slot and the expression. */
+static int s_fail_end(struct s_emit *em) {
+    struct dyn_buf *err = &em->rs->r->error;
+    s_errf(err, " in %s ", s_slot_names[em->slot]);
+    s_err_template(err, em->e);
+    return DYN_EINVAL;
+}
+
+static void s_err_operand(struct dyn_buf *err, struct dyn_expr_operand v) {
+    if (v.literal) {
+        s_errf(err, "literal ");
+        s_err_quote(err, v.text, S_SHOW_MAX);
+    } else {
+        s_errf(err, "value ");
+        s_err_quote(err, v.text, S_SHOW_MAX);
+    }
+}
+
+static uint32_t s_hash(dyn_slice s) {
+    uint32_t h = 2166136261u;
+    size_t i;
+    for (i = 0; i < s.len; i++) h = (h ^ (unsigned char)s.ptr[i]) * 16777619u;
+    return h;
+}
+
+/* The value placeholder of operand vid of the current slot, assigned on first use. */
+static int s_resolve(struct s_emit *em, uint32_t vid, uint32_t *out) {
+    struct s_render *rs = em->rs;
+    uint32_t *vm = rs->valmap[em->slot], g = S_NONE, k = 0;
+    if (vm[vid] == S_NONE) {
+        struct dyn_expr_operand v = dyn_expr_value(em->e, vid);
+        const struct dyn_expr_value_info *info = &rs->infos[em->slot][vid];
+        if (info->type == DYN_EXPR_V_MISSING) {
+            s_err_operand(&rs->r->error, v);
+            s_errf(&rs->r->error, v.literal ? " has no value" : " is missing from data");
+            return s_fail_end(em);
+        }
+        if (!v.literal) {
+            for (k = s_hash(v.text) & rs->hmask; rs->hash[k]; k = (k + 1) & rs->hmask) {
+                const struct s_gval *gv = &rs->gvals[rs->hash[k] - 1];
+                if (dyn_slice_eq(dyn_expr_value(rs->exprs[gv->slot], gv->index).text, v.text)) {
+                    g = rs->hash[k] - 1;
+                    break;
+                }
+            }
+        }
+        if (g == S_NONE) {
+            if (rs->n_gvals >= DYN_EXPR_MAX_PLACEHOLDERS) {
+                s_errf(&rs->r->error, "more than %d values in one request", DYN_EXPR_MAX_PLACEHOLDERS);
+                return s_fail_end(em);
+            }
+            g = rs->n_gvals++;
+            rs->gvals[g].slot = (uint32_t)em->slot;
+            rs->gvals[g].index = vid;
+            rs->gvals[g].flags = 0;
+            if (!v.literal) rs->hash[k] = g + 1;
+        }
+        vm[vid] = g;
+    }
+    *out = vm[vid];
+    return DYN_OK;
+}
+
+static const struct dyn_expr_value_info *s_ginfo(const struct s_render *rs, uint32_t g) {
+    return &rs->infos[rs->gvals[g].slot][rs->gvals[g].index];
+}
+
+static int s_report(struct s_render *rs, uint32_t g, int32_t elem) {
+    struct dyn_expr_renderer *r = rs->r;
+    struct dyn_expr_value_ref *ref;
+    if (r->n_values == r->values_cap) {
+        size_t cap = r->values_cap ? r->values_cap * 2 : 16;
+        void *p = dyn_mem_realloc(r->alloc, r->values, r->values_cap * sizeof *ref, cap * sizeof *ref);
+        if (!p) return DYN_ENOMEM;
+        r->values = p;
+        r->values_cap = cap;
+    }
+    ref = &r->values[r->n_values++];
+    ref->seq = g;
+    ref->elem = elem;
+    ref->slot = (int)rs->gvals[g].slot;
+    ref->index = rs->gvals[g].index;
+    rs->subst += elem < 0 ? 4 + s_ginfo(rs, g)->size : 16;
+    return DYN_OK;
+}
+
+static int s_emit_whole(struct s_emit *em, uint32_t g) {
+    struct s_gval *gv = &em->rs->gvals[g];
+    int rc = s_put_ph(em->out, ':', g, -1);
+    if (rc == DYN_OK && !(gv->flags & 1u)) {
+        gv->flags |= 1u;
+        rc = s_report(em->rs, g, -1);
+    }
+    return rc;
+}
+
+/* A value operand: ":name" or the literal's text in a template, a placeholder in a request. */
+static int s_emit_value(struct s_emit *em, uint32_t vid) {
+    uint32_t g;
+    int rc;
+    if (!em->rs) {
+        struct dyn_expr_operand v = dyn_expr_value(em->e, vid);
+        if (!v.literal && (rc = dyn_buf_putc(em->out, ':')) != DYN_OK) return rc;
+        return dyn_buf_append_slice(em->out, v.text);
+    }
+    if ((rc = s_resolve(em, vid, &g)) != DYN_OK) return rc;
+    return s_emit_whole(em, g);
+}
+
+static int s_emit_path(struct s_emit *em, size_t *pos) {
+    const uint32_t *code = em->e->code;
+    uint32_t i, n = S_ARG(code[*pos]);
+    int rc = DYN_OK;
+    for (i = 1; i <= n && rc == DYN_OK; i++) {
+        uint32_t w = code[*pos + i];
+        if (w & S_INDEX) {
+            rc = dyn_buf_putc(em->out, '[');
+            if (rc == DYN_OK) rc = s_append_u32(em->out, w & ~S_INDEX);
+            if (rc == DYN_OK) rc = dyn_buf_putc(em->out, ']');
+            continue;
+        }
+        if (i > 1) rc = dyn_buf_putc(em->out, '.');
+        if (rc) break;
+        if (em->rs) {
+            rc = s_put_ph(em->out, '#', em->rs->segmap[em->slot][w], -1);
+        } else {
+            rc = dyn_buf_putc(em->out, '#');
+            if (rc == DYN_OK) rc = dyn_expr_path_escape(dyn_expr_segment(em->e, w), em->out);
+        }
+    }
+    *pos += 1 + n;
+    return rc;
+}
+
+static int s_emit_in(struct s_emit *em, const uint32_t *vals, uint32_t n) {
+    struct s_render *rs = em->rs;
+    uint32_t i, g;
+    size_t total = 0, j;
+    int rc = DYN_OK;
+    if (rs) {
+        /* resolve all first: the operand count is known before anything is written */
+        for (i = 0; i < n; i++) {
+            const struct dyn_expr_value_info *info;
+            if ((rc = s_resolve(em, vals[i], &g)) != DYN_OK) return rc;
+            info = s_ginfo(rs, g);
+            if (info->type == DYN_EXPR_V_LIST || info->type == DYN_EXPR_V_SET) {
+                if (info->count == 0) {
+                    s_errf(&rs->r->error, "IN needs at least one value, ");
+                    s_err_operand(&rs->r->error, dyn_expr_value(em->e, vals[i]));
+                    s_errf(&rs->r->error, " is an empty %s", s_type_name(info));
+                    return s_fail_end(em);
+                }
+                total += info->count;
+            } else {
+                total++;
+            }
+        }
+        if (total > DYN_EXPR_MAX_IN) {
+            s_errf(&rs->r->error, "IN takes at most %d values, got %zu", DYN_EXPR_MAX_IN, total);
+            return s_fail_end(em);
+        }
+    }
+    for (i = 0; i < n && rc == DYN_OK; i++) {
+        const struct dyn_expr_value_info *info;
+        if (i > 0 && (rc = s_put(em->out, ", ")) != DYN_OK) break;
+        if (!rs) {
+            rc = s_emit_value(em, vals[i]);
+            continue;
+        }
+        g = rs->valmap[em->slot][vals[i]];
+        info = s_ginfo(rs, g);
+        if (info->type != DYN_EXPR_V_LIST && info->type != DYN_EXPR_V_SET) {
+            rc = s_emit_whole(em, g);
+            continue;
+        }
+        for (j = 0; j < info->count && rc == DYN_OK; j++) {
+            if (j > 0) rc = s_put(em->out, ", ");
+            if (rc == DYN_OK) rc = s_put_ph(em->out, ':', g, (int32_t)j);
+        }
+        if (rc == DYN_OK && !(rs->gvals[g].flags & 2u)) {
+            rs->gvals[g].flags |= 2u;
+            for (j = 0; j < info->count && rc == DYN_OK; j++) rc = s_report(rs, g, (int32_t)j);
+        }
+    }
+    return rc;
+}
+
+static int s_emit_operand_path(struct s_emit *em, size_t *pos, int size_of) {
+    int rc = size_of ? s_put(em->out, "size(") : DYN_OK;
+    if (rc == DYN_OK) rc = s_emit_path(em, pos);
+    if (rc == DYN_OK && size_of) rc = dyn_buf_putc(em->out, ')');
+    return rc;
+}
+
+static int s_emit_clause(struct s_emit *em, size_t *pos) {
+    const uint32_t *code = em->e->code;
+    uint32_t w = code[*pos], op = S_CLAUSE_OP(w), n = S_CLAUSE_NVALS(w);
+    int size_of = (int)S_CLAUSE_SIZE(w), rc = DYN_OK;
+    size_t p = *pos + 1;
+    const uint32_t *vals = code + s_skip_path(code, p);
+    *pos = (size_t)(vals - code) + n;
+    switch (op) {
+    case DYN_EXPR_EQ:
+    case DYN_EXPR_NE:
+    case DYN_EXPR_LT:
+    case DYN_EXPR_LE:
+    case DYN_EXPR_GT:
+    case DYN_EXPR_GE:
+        rc = s_emit_operand_path(em, &p, size_of);
+        if (rc == DYN_OK) rc = dyn_buf_putc(em->out, ' ');
+        if (rc == DYN_OK) rc = s_put(em->out, s_op_names[op]);
+        if (rc == DYN_OK) rc = dyn_buf_putc(em->out, ' ');
+        if (rc == DYN_OK) rc = s_emit_value(em, vals[0]);
+        return rc;
+    case DYN_EXPR_IN:
+        rc = s_emit_operand_path(em, &p, size_of);
+        if (rc == DYN_OK) rc = s_put(em->out, " IN (");
+        if (rc == DYN_OK) rc = s_emit_in(em, vals, n);
+        if (rc == DYN_OK) rc = dyn_buf_putc(em->out, ')');
+        return rc;
+    case DYN_EXPR_BETWEEN:
+        rc = s_emit_operand_path(em, &p, size_of);
+        if (rc == DYN_OK) rc = s_put(em->out, " BETWEEN ");
+        if (rc == DYN_OK) rc = s_emit_value(em, vals[0]);
+        if (rc == DYN_OK) rc = s_put(em->out, " AND ");
+        if (rc == DYN_OK) rc = s_emit_value(em, vals[1]);
+        return rc;
+    default: /* the functions */
+        rc = s_put(em->out, s_op_names[op]);
+        if (rc == DYN_OK) rc = dyn_buf_putc(em->out, '(');
+        if (rc == DYN_OK) rc = s_emit_path(em, &p);
+        if (rc == DYN_OK && n) rc = s_put(em->out, ", ");
+        if (rc == DYN_OK && n) rc = s_emit_value(em, vals[0]);
+        if (rc == DYN_OK) rc = dyn_buf_putc(em->out, ')');
+        return rc;
+    }
+}
+
+/* A condition node. Groups under another group or under NOT get parentheses,
+ * so the string means what the tree means whatever DynamoDB's precedence. */
+static int s_emit_node(struct s_emit *em, size_t *pos, int nested) {
+    const uint32_t *code = em->e->code;
+    uint32_t w = code[*pos], i, n;
+    int rc = DYN_OK;
+    switch (S_TAG(w)) {
+    case T_AND:
+    case T_OR:
+        n = S_ARG(w);
+        (*pos)++;
+        if (nested) rc = dyn_buf_putc(em->out, '(');
+        for (i = 0; i < n && rc == DYN_OK; i++) {
+            if (i > 0) rc = s_put(em->out, S_TAG(w) == T_AND ? " AND " : " OR ");
+            if (rc == DYN_OK) rc = s_emit_node(em, pos, 1);
+        }
+        if (rc == DYN_OK && nested) rc = dyn_buf_putc(em->out, ')');
+        return rc;
+    case T_NOT:
+        (*pos)++;
+        rc = s_put(em->out, "NOT ");
+        return rc ? rc : s_emit_node(em, pos, 1);
+    default: return s_emit_clause(em, pos);
+    }
+}
+
+static int s_check_item_value(struct s_emit *em, uint32_t act, uint32_t vid) {
+    const struct dyn_expr_value_info *info;
+    const char *need;
+    uint32_t g;
+    int ok, rc;
+    if (!em->rs) return DYN_OK;
+    if ((rc = s_resolve(em, vid, &g)) != DYN_OK) return rc;
+    info = s_ginfo(em->rs, g);
+    switch (act) {
+    case DYN_EXPR_ADD:
+        ok = info->type == DYN_EXPR_V_NUMBER || info->type == DYN_EXPR_V_SET;
+        need = "ADD needs a number or a set";
+        break;
+    case DYN_EXPR_DELETE:
+        ok = info->type == DYN_EXPR_V_SET;
+        need = "DELETE needs a set";
+        break;
+    case DYN_EXPR_INCREMENT:
+    case DYN_EXPR_DECREMENT:
+        ok = info->type == DYN_EXPR_V_NUMBER;
+        need = "arithmetic needs a number";
+        break;
+    case DYN_EXPR_APPEND:
+    case DYN_EXPR_PREPEND:
+        ok = info->type == DYN_EXPR_V_LIST;
+        need = "list_append needs a list";
+        break;
+    default: return DYN_OK;
+    }
+    if (ok) return DYN_OK;
+    s_errf(&em->rs->r->error, "%s, ", need);
+    s_err_operand(&em->rs->r->error, dyn_expr_value(em->e, vid));
+    s_errf(&em->rs->r->error, " is a %s", s_type_name(info));
+    return s_fail_end(em);
+}
+
+static int s_emit_item(struct s_emit *em, size_t pos) {
+    const uint32_t *code = em->e->code;
+    uint32_t act = S_ARG(code[pos]), vid = 0;
+    size_t path = pos + 1, p = path;
+    int rc;
+    if (act != DYN_EXPR_REMOVE) {
+        vid = code[s_skip_path(code, path)];
+        if ((rc = s_check_item_value(em, act, vid)) != DYN_OK) return rc;
+    }
+    rc = s_emit_path(em, &p);
+    if (rc) return rc;
+    p = path;
+    switch (act) {
+    case DYN_EXPR_SET:
+        rc = s_put(em->out, " = ");
+        if (rc == DYN_OK) rc = s_emit_value(em, vid);
+        break;
+    case DYN_EXPR_SET_IF_NOT_EXISTS:
+        rc = s_put(em->out, " = if_not_exists(");
+        if (rc == DYN_OK) rc = s_emit_path(em, &p);
+        if (rc == DYN_OK) rc = s_put(em->out, ", ");
+        if (rc == DYN_OK) rc = s_emit_value(em, vid);
+        if (rc == DYN_OK) rc = dyn_buf_putc(em->out, ')');
+        break;
+    case DYN_EXPR_INCREMENT:
+    case DYN_EXPR_DECREMENT:
+        rc = s_put(em->out, " = ");
+        if (rc == DYN_OK) rc = s_emit_path(em, &p);
+        if (rc == DYN_OK) rc = s_put(em->out, act == DYN_EXPR_INCREMENT ? " + " : " - ");
+        if (rc == DYN_OK) rc = s_emit_value(em, vid);
+        break;
+    case DYN_EXPR_APPEND:
+        rc = s_put(em->out, " = list_append(");
+        if (rc == DYN_OK) rc = s_emit_path(em, &p);
+        if (rc == DYN_OK) rc = s_put(em->out, ", ");
+        if (rc == DYN_OK) rc = s_emit_value(em, vid);
+        if (rc == DYN_OK) rc = dyn_buf_putc(em->out, ')');
+        break;
+    case DYN_EXPR_PREPEND:
+        rc = s_put(em->out, " = list_append(");
+        if (rc == DYN_OK) rc = s_emit_value(em, vid);
+        if (rc == DYN_OK) rc = s_put(em->out, ", ");
+        if (rc == DYN_OK) rc = s_emit_path(em, &p);
+        if (rc == DYN_OK) rc = dyn_buf_putc(em->out, ')');
+        break;
+    case DYN_EXPR_ADD:
+    case DYN_EXPR_DELETE:
+        rc = dyn_buf_putc(em->out, ' ');
+        if (rc == DYN_OK) rc = s_emit_value(em, vid);
+        break;
+    default: break;
+    }
+    return rc;
+}
+
+/* SET items (by action, then in order), ADD, DELETE, REMOVE. */
+static int s_emit_update(struct s_emit *em) {
+    static const struct {
+        const char *keyword;
+        uint32_t first, last;
+    } clauses[] = {{"SET", DYN_EXPR_SET, DYN_EXPR_PREPEND},
+                   {"ADD", DYN_EXPR_ADD, DYN_EXPR_ADD},
+                   {"DELETE", DYN_EXPR_DELETE, DYN_EXPR_DELETE},
+                   {"REMOVE", DYN_EXPR_REMOVE, DYN_EXPR_REMOVE}};
+    const uint32_t *code = em->e->code;
+    uint32_t n = S_ARG(code[0]), c, act, i;
+    int rc = DYN_OK, any = 0;
+    for (c = 0; c < 4 && rc == DYN_OK; c++) {
+        int in_clause = 0;
+        for (act = clauses[c].first; act <= clauses[c].last && rc == DYN_OK; act++) {
+            size_t pos = 1;
+            for (i = 0; i < n && rc == DYN_OK; i++, pos = s_skip(code, pos)) {
+                if (S_ARG(code[pos]) != act) continue;
+                if (!in_clause) {
+                    if (any) rc = dyn_buf_putc(em->out, ' ');
+                    if (rc == DYN_OK) rc = s_put(em->out, clauses[c].keyword);
+                    if (rc == DYN_OK) rc = dyn_buf_putc(em->out, ' ');
+                    in_clause = any = 1;
+                } else {
+                    rc = s_put(em->out, ", ");
+                }
+                if (rc == DYN_OK) rc = s_emit_item(em, pos);
+            }
+        }
+    }
+    return rc;
+}
+
+static int s_emit(struct s_emit *em) {
+    const uint32_t *code = em->e->code;
+    size_t pos = 1;
+    uint32_t i, n;
+    int rc = DYN_OK;
+    switch (em->e->kind) {
+    case DYN_EXPR_CONDITION: pos = 0; return s_emit_node(em, &pos, 0);
+    case DYN_EXPR_UPDATE: return s_emit_update(em);
+    default:
+        n = S_ARG(code[0]);
+        for (i = 0; i < n && rc == DYN_OK; i++) {
+            if (i > 0) rc = s_put(em->out, ", ");
+            if (rc == DYN_OK) rc = s_emit_path(em, &pos);
+        }
+        return rc;
+    }
+}
+
+int dyn_expr_template(const struct dyn_expr *e, struct dyn_buf *out) {
+    struct s_emit em;
+    size_t start = out->len;
+    int rc;
+    em.out = out;
+    em.e = e;
+    em.rs = NULL;
+    em.slot = 0;
+    rc = s_emit(&em);
+    if (rc) dyn_buf_truncate(out, start);
+    return rc;
+}
+
+/* ---- rendering a request ------------------------------------------------------- */
+
+void dyn_expr_renderer_init(struct dyn_expr_renderer *r, const struct dyn_allocator *alloc) {
+    memset(r, 0, sizeof *r);
+    r->alloc = alloc ? alloc : dyn_default_allocator();
+    dyn_buf_init(&r->text, r->alloc);
+    dyn_buf_init(&r->error, r->alloc);
+    dyn_buf_init(&r->scratch, r->alloc);
+}
+
+void dyn_expr_renderer_free(struct dyn_expr_renderer *r) {
+    dyn_buf_free(&r->text);
+    dyn_buf_free(&r->error);
+    dyn_buf_free(&r->scratch);
+    dyn_mem_free(r->alloc, r->names, r->names_cap * sizeof *r->names);
+    dyn_mem_free(r->alloc, r->values, r->values_cap * sizeof *r->values);
+    r->names = NULL;
+    r->values = NULL;
+    r->names_cap = r->values_cap = r->n_names = r->n_values = 0;
+}
+
+static int s_key_op_ok(uint32_t op) {
+    return op == DYN_EXPR_EQ || op == DYN_EXPR_LT || op == DYN_EXPR_LE || op == DYN_EXPR_GT ||
+           op == DYN_EXPR_GE || op == DYN_EXPR_BETWEEN || op == DYN_EXPR_BEGINS_WITH;
+}
+
+/* A key condition is `pk = v` or that AND one sort key condition, on top-level names. */
+static int s_check_key(struct s_emit *em) {
+    const uint32_t *code = em->e->code;
+    struct dyn_buf *err = &em->rs->r->error;
+    size_t at[2];
+    uint32_t n = 0, i, eq = 0;
+    if (S_TAG(code[0]) == T_CLAUSE) {
+        at[n++] = 0;
+    } else if (S_TAG(code[0]) == T_AND && S_ARG(code[0]) == 2) {
+        at[n++] = 1;
+        at[n++] = s_skip(code, 1);
+    }
+    for (i = 0; i < n; i++)
+        if (S_TAG(code[at[i]]) != T_CLAUSE) n = 0;
+    if (n == 0) {
+        s_errf(err, "a key condition is a partition key equality, optionally AND-ed with one sort key condition");
+        return s_fail_end(em);
+    }
+    for (i = 0; i < n; i++) {
+        uint32_t w = code[at[i]], op = S_CLAUSE_OP(w), p = (uint32_t)at[i] + 1;
+        if (!s_key_op_ok(op)) {
+            s_errf(err, "operator \"%s\" is not supported in key conditions (valid: =, <, <=, >, >=, BETWEEN, "
+                        "begins_with)", s_op_names[op]);
+            return s_fail_end(em);
+        }
+        if (S_CLAUSE_SIZE(w) || S_ARG(code[p]) != 1) {
+            s_errf(err, "a key condition takes top-level key attributes, not size() or document paths");
+            return s_fail_end(em);
+        }
+        if (op == DYN_EXPR_EQ) eq++;
+    }
+    if (n == 2 && code[at[0] + 2] == code[at[1] + 2]) {
+        s_errf(err, "a key condition names two different keys");
+        return s_fail_end(em);
+    }
+    if (eq == 0) {
+        s_errf(err, "a key condition needs an equality on the partition key");
+        return s_fail_end(em);
+    }
+    return DYN_OK;
+}
+
+/* Gives every distinct segment of the request its name placeholder, in byte order. */
+static int s_merge_names(struct s_render *rs) {
+    struct dyn_expr_renderer *r = rs->r;
+    const struct dyn_expr *const *exprs = rs->exprs;
+    size_t head[DYN_EXPR_SLOTS] = {0};
+    int s, best;
+    for (;;) {
+        dyn_slice min = DYN_SLICE_EMPTY, seg;
+        best = -1;
+        for (s = 0; s < DYN_EXPR_SLOTS; s++) {
+            if (!exprs[s] || head[s] >= exprs[s]->n_segs) continue;
+            seg = dyn_expr_segment(exprs[s], head[s]);
+            if (best < 0 || s_bytes_cmp(seg.ptr, seg.len, min.ptr, min.len) < 0) {
+                best = s;
+                min = seg;
+            }
+        }
+        if (best < 0) return DYN_OK;
+        if (r->n_names >= DYN_EXPR_MAX_PLACEHOLDERS) {
+            s_errf(&r->error, "more than %d attribute names in one request", DYN_EXPR_MAX_PLACEHOLDERS);
+            return DYN_EINVAL;
+        }
+        r->names[r->n_names].slot = best;
+        r->names[r->n_names].seg = head[best];
+        for (s = 0; s < DYN_EXPR_SLOTS; s++) {
+            if (!exprs[s] || head[s] >= exprs[s]->n_segs) continue;
+            if (dyn_slice_eq(dyn_expr_segment(exprs[s], head[s]), min))
+                rs->segmap[s][head[s]++] = (uint32_t)r->n_names;
+        }
+        rs->subst += 4 + min.len;
+        r->n_names++;
+    }
+}
+
+int dyn_expr_render(struct dyn_expr_renderer *r, const struct dyn_expr *const exprs[DYN_EXPR_SLOTS],
+                    const struct dyn_expr_value_info *const infos[DYN_EXPR_SLOTS]) {
+    struct s_render rs;
+    struct s_emit em;
+    size_t total_segs = 0, total_vals = 0, hsize = 8, words, i;
+    uint32_t *w;
+    int slot, rc = DYN_OK;
+
+    dyn_buf_reset(&r->text);
+    dyn_buf_reset(&r->error);
+    memset(r->off, 0, sizeof r->off);
+    memset(r->len, 0, sizeof r->len);
+    r->n_names = r->n_values = 0;
+    memset(&rs, 0, sizeof rs);
+    rs.r = r;
+    rs.exprs = exprs;
+    rs.infos = infos;
+    for (slot = 0; slot < DYN_EXPR_SLOTS; slot++) {
+        const struct dyn_expr *e = exprs[slot];
+        int want = slot <= DYN_EXPR_SLOT_CONDITION ? DYN_EXPR_CONDITION
+                   : slot == DYN_EXPR_SLOT_UPDATE  ? DYN_EXPR_UPDATE
+                                                   : DYN_EXPR_PROJECTION;
+        if (!e) continue;
+        if (e->kind != want) {
+            s_errf(&r->error, "%s needs %s, got %s", s_slot_names[slot], s_kind_names[want], s_kind_names[e->kind]);
+            return DYN_EINVAL;
+        }
+        if (e->n_vals && !infos[slot]) {
+            s_errf(&r->error, "no value information for %s", s_slot_names[slot]);
+            return DYN_EINVAL;
+        }
+        total_segs += e->n_segs;
+        total_vals += e->n_vals;
+    }
+    while (hsize < 2 * total_vals) hsize *= 2;
+
+    /* one scratch block: segment maps, operand maps, value table, name hash */
+    words = total_segs + total_vals + 3 * total_vals + hsize;
+    dyn_buf_reset(&r->scratch);
+    if ((rc = dyn_buf_reserve(&r->scratch, words * sizeof(uint32_t))) != DYN_OK) return rc;
+    w = (uint32_t *)(void *)r->scratch.ptr;
+    for (slot = 0; slot < DYN_EXPR_SLOTS; slot++) {
+        if (!exprs[slot]) continue;
+        rs.segmap[slot] = w;
+        w += exprs[slot]->n_segs;
+        rs.valmap[slot] = w;
+        for (i = 0; i < exprs[slot]->n_vals; i++) w[i] = S_NONE;
+        w += exprs[slot]->n_vals;
+    }
+    rs.gvals = (struct s_gval *)(void *)w;
+    w += 3 * total_vals;
+    rs.hash = w;
+    rs.hmask = (uint32_t)(hsize - 1);
+    memset(rs.hash, 0, hsize * sizeof(uint32_t));
+
+    if (r->names_cap < total_segs) {
+        void *p = dyn_mem_realloc(r->alloc, r->names, r->names_cap * sizeof *r->names, total_segs * sizeof *r->names);
+        if (!p) return DYN_ENOMEM;
+        r->names = p;
+        r->names_cap = total_segs;
+    }
+    if ((rc = s_merge_names(&rs)) != DYN_OK) return rc;
+
+    em.rs = &rs;
+    em.out = &r->text;
+    for (slot = 0; slot < DYN_EXPR_SLOTS && rc == DYN_OK; slot++) {
+        if (!exprs[slot]) continue;
+        em.e = exprs[slot];
+        em.slot = slot;
+        if (slot == DYN_EXPR_SLOT_KEY && (rc = s_check_key(&em)) != DYN_OK) break;
+        r->off[slot] = r->text.len;
+        if ((rc = s_emit(&em)) != DYN_OK) break;
+        r->len[slot] = r->text.len - r->off[slot];
+        if (r->len[slot] > DYN_EXPR_MAX_LEN) {
+            s_errf(&r->error, "the expression is %zu bytes, more than the %d DynamoDB takes", r->len[slot],
+                   DYN_EXPR_MAX_LEN);
+            rc = s_fail_end(&em);
+        }
+    }
+    if (rc == DYN_OK && rs.subst > DYN_EXPR_MAX_SUBST) {
+        s_errf(&r->error, "the placeholder maps hold about %zu bytes, more than the %u DynamoDB takes", rs.subst,
+               DYN_EXPR_MAX_SUBST);
+        rc = DYN_EINVAL;
+    }
+    return rc;
+}

@@ -1,0 +1,432 @@
+/* The libcurl driver; see dynamo/http.h. The only file that includes curl.h. */
+#include "dynamo/http.h"
+
+#include <curl/curl.h>
+#include <time.h>
+
+/* Response headers the call reads; everything else is skipped unstored. */
+enum { H_CRC, H_REQUEST_ID, H_ERROR_TYPE, H_RETRY_AFTER, H_COUNT };
+static const char *const s_captured[H_COUNT] = {"x-amz-crc32", "x-amzn-requestid", "x-amzn-errortype",
+                                                "x-amz-retry-after"};
+
+/* A response body above this is not kept around for the next transfer. */
+#define S_KEEP_BODY_CAP (1u << 20)
+/* The longest curl_multi_poll sleep, so a clock jump cannot stall a run for long. */
+#define S_MAX_POLL_MS 1000
+
+struct s_slot {
+    struct dyn_http *http;
+    CURL *easy; /* created on first use, then reused: it keeps its TLS session cache */
+    struct curl_slist *headers;
+    struct dyn_buf body;
+    size_t index; /* the call this slot serves */
+    int busy;
+    int oom; /* the body callback ran out of memory */
+    char errbuf[CURL_ERROR_SIZE];
+    char hval[H_COUNT][128];
+    int hset[H_COUNT];
+};
+
+struct dyn_http {
+    const struct dyn_allocator *alloc;
+    struct dyn_http_config cfg;
+    CURLM *multi; /* owns the connection cache shared by every slot */
+    struct s_slot *slots;
+    int global_init;
+    struct dyn_http_stats stats;
+};
+
+void dyn_http_config_default(struct dyn_http_config *cfg) {
+    cfg->timeout_ms = DYN_HTTP_DEFAULT_TIMEOUT_MS;
+    cfg->connect_timeout_ms = DYN_HTTP_DEFAULT_CONNECT_TIMEOUT_MS;
+    cfg->concurrency = DYN_HTTP_DEFAULT_CONCURRENCY;
+}
+
+int64_t dyn_http_now_unix_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t s_mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static char s_lower(char c) { return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c; }
+
+/* ---- libcurl callbacks: plain C, they never reach Lua ---- */
+
+static size_t s_on_header(char *data, size_t size, size_t nitems, void *ud) {
+    struct s_slot *slot = ud;
+    size_t n = size * nitems, name_len, i, k;
+    const char *colon, *v, *end;
+    /* A status line starts a new response (after a 100 Continue, say): forget the previous headers. */
+    if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) {
+        memset(slot->hset, 0, sizeof slot->hset);
+        return n;
+    }
+    colon = memchr(data, ':', n);
+    if (!colon) return n;
+    name_len = (size_t)(colon - data);
+    for (k = 0; k < H_COUNT; k++) {
+        if (strlen(s_captured[k]) != name_len) continue;
+        for (i = 0; i < name_len && s_lower(data[i]) == s_captured[k][i]; i++) {
+        }
+        if (i != name_len) continue;
+        v = colon + 1;
+        end = data + n;
+        while (v < end && (*v == ' ' || *v == '\t')) v++;
+        while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t')) end--;
+        i = (size_t)(end - v);
+        if (i >= sizeof slot->hval[k]) i = sizeof slot->hval[k] - 1;
+        memcpy(slot->hval[k], v, i);
+        slot->hval[k][i] = '\0';
+        slot->hset[k] = 1;
+        break;
+    }
+    return n;
+}
+
+static size_t s_on_body(char *data, size_t size, size_t nmemb, void *ud) {
+    struct s_slot *slot = ud;
+    size_t n = size * nmemb;
+    /* Returning less than n makes curl fail the transfer with CURLE_WRITE_ERROR. */
+    if (dyn_buf_append(&slot->body, data, n) < 0) {
+        slot->oom = 1;
+        return 0;
+    }
+    return n;
+}
+
+/* ---- setup ---- */
+
+static int s_setup_easy(struct dyn_http *http, struct s_slot *slot) {
+    CURL *e = slot->easy;
+    int bad = 0;
+    bad |= curl_easy_setopt(e, CURLOPT_PRIVATE, (void *)slot) != CURLE_OK;
+    /* No signals: safe in threaded hosts, and timeouts do not rely on SIGALRM. */
+    bad |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, http->cfg.timeout_ms) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, http->cfg.connect_timeout_ms) != CURLE_OK;
+    /* DynamoDB speaks HTTP/1.1; one request per connection at a time keeps connection counts meaningful. */
+    bad |= curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK;
+#if LIBCURL_VERSION_NUM >= 0x075500
+    bad |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK;
+#endif
+    bad |= curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, s_on_header) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_HEADERDATA, (void *)slot) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, s_on_body) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_WRITEDATA, (void *)slot) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, slot->errbuf) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_POST, 1L) != CURLE_OK;
+    return bad ? DYN_ENOMEM : DYN_OK;
+}
+
+int dyn_http_new(const struct dyn_http_config *cfg, const struct dyn_allocator *alloc, struct dyn_http **out) {
+    struct dyn_http *http = NULL;
+    int rc = DYN_OK, i;
+    *out = NULL;
+    if (!cfg || cfg->timeout_ms < 1 || cfg->connect_timeout_ms < 1 || cfg->concurrency < 1 ||
+        cfg->concurrency > DYN_HTTP_MAX_CONCURRENCY)
+        return DYN_EINVAL;
+    if (!alloc) alloc = dyn_default_allocator();
+    http = dyn_mem_alloc(alloc, sizeof *http);
+    if (!http) return DYN_ENOMEM;
+    memset(http, 0, sizeof *http);
+    http->alloc = alloc;
+    http->cfg = *cfg;
+    /* Reference-counted inside libcurl, so every driver can pair its own init and cleanup. */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        rc = DYN_ENOMEM;
+        goto cleanup;
+    }
+    http->global_init = 1;
+    http->multi = curl_multi_init();
+    if (!http->multi) {
+        rc = DYN_ENOMEM;
+        goto cleanup;
+    }
+    /* Keep one idle connection per possible transfer between runs. */
+    if (curl_multi_setopt(http->multi, CURLMOPT_MAXCONNECTS, (long)cfg->concurrency) != CURLM_OK) {
+        rc = DYN_ENOMEM;
+        goto cleanup;
+    }
+    http->slots = dyn_mem_alloc(alloc, sizeof *http->slots * (size_t)cfg->concurrency);
+    if (!http->slots) {
+        rc = DYN_ENOMEM;
+        goto cleanup;
+    }
+    memset(http->slots, 0, sizeof *http->slots * (size_t)cfg->concurrency);
+    for (i = 0; i < cfg->concurrency; i++) {
+        http->slots[i].http = http;
+        dyn_buf_init(&http->slots[i].body, alloc);
+    }
+    *out = http;
+    http = NULL;
+cleanup:
+    dyn_http_destroy(http);
+    return rc;
+}
+
+void dyn_http_destroy(struct dyn_http *http) {
+    int i;
+    if (!http) return;
+    if (http->slots) {
+        for (i = 0; i < http->cfg.concurrency; i++) {
+            struct s_slot *slot = &http->slots[i];
+            if (slot->easy) {
+                if (slot->busy && http->multi) curl_multi_remove_handle(http->multi, slot->easy);
+                curl_easy_cleanup(slot->easy);
+            }
+            curl_slist_free_all(slot->headers);
+            dyn_buf_free(&slot->body);
+        }
+        dyn_mem_free(http->alloc, http->slots, sizeof *http->slots * (size_t)http->cfg.concurrency);
+    }
+    if (http->multi) curl_multi_cleanup(http->multi);
+    if (http->global_init) curl_global_cleanup();
+    dyn_mem_free(http->alloc, http, sizeof *http);
+}
+
+void dyn_http_get_stats(const struct dyn_http *http, struct dyn_http_stats *out) { *out = http->stats; }
+
+/* ---- one transfer ---- */
+
+static void s_release_slot(struct dyn_http *http, struct s_slot *slot) {
+    curl_multi_remove_handle(http->multi, slot->easy);
+    curl_slist_free_all(slot->headers);
+    slot->headers = NULL;
+    slot->busy = 0;
+    if (slot->body.cap > S_KEEP_BODY_CAP) dyn_buf_free(&slot->body);
+    dyn_buf_reset(&slot->body);
+}
+
+static int s_start(struct dyn_http *http, struct s_slot *slot, size_t index, const struct dyn_request *req) {
+    struct dyn_buf line = DYN_BUF_INIT(http->alloc);
+    struct curl_slist *list = NULL, *grown;
+    size_t i;
+    int rc = DYN_OK, bad = 0;
+    if (!slot->easy) {
+        slot->easy = curl_easy_init();
+        if (!slot->easy) {
+            rc = DYN_ENOMEM;
+            goto cleanup;
+        }
+        if ((rc = s_setup_easy(http, slot)) < 0) {
+            curl_easy_cleanup(slot->easy);
+            slot->easy = NULL;
+            goto cleanup;
+        }
+    }
+    for (i = 0; i < req->n_headers + 1; i++) {
+        dyn_buf_reset(&line);
+        if (i < req->n_headers) {
+            if ((rc = dyn_buf_append_slice(&line, req->headers[i].name)) < 0) goto cleanup;
+            if ((rc = dyn_buf_append(&line, ": ", 2)) < 0) goto cleanup;
+            if ((rc = dyn_buf_append_slice(&line, req->headers[i].value)) < 0) goto cleanup;
+        } else if ((rc = dyn_buf_append_cstr(&line, "Expect:")) < 0) {
+            /* An empty Expect stops curl waiting for a 100 Continue on large bodies. */
+            goto cleanup;
+        }
+        grown = curl_slist_append(list, line.ptr);
+        if (!grown) {
+            rc = DYN_ENOMEM;
+            goto cleanup;
+        }
+        list = grown;
+    }
+    slot->errbuf[0] = '\0';
+    slot->oom = 0;
+    memset(slot->hset, 0, sizeof slot->hset);
+    dyn_buf_reset(&slot->body);
+    bad |= curl_easy_setopt(slot->easy, CURLOPT_URL, req->url) != CURLE_OK;
+    bad |= curl_easy_setopt(slot->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body.len) != CURLE_OK;
+    /* Not copied: the body stays in the call, untouched until this transfer is fed back. */
+    bad |= curl_easy_setopt(slot->easy, CURLOPT_POSTFIELDS, req->body.len ? req->body.ptr : "") != CURLE_OK;
+    bad |= curl_easy_setopt(slot->easy, CURLOPT_HTTPHEADER, list) != CURLE_OK;
+    if (bad || curl_multi_add_handle(http->multi, slot->easy) != CURLM_OK) {
+        curl_easy_setopt(slot->easy, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
+        rc = DYN_ENOMEM;
+        goto cleanup;
+    }
+    slot->headers = list;
+    list = NULL;
+    slot->index = index;
+    slot->busy = 1;
+cleanup:
+    curl_slist_free_all(list);
+    dyn_buf_free(&line);
+    return rc;
+}
+
+/* Feeds a finished transfer to its call and frees the slot. */
+static int s_complete(struct dyn_http *http, struct s_slot *slot, struct dyn_call *call, CURLcode result) {
+    struct dyn_header headers[H_COUNT];
+    size_t n = 0, k;
+    long status = 0, conns = 0;
+    int rc;
+    if (curl_easy_getinfo(slot->easy, CURLINFO_NUM_CONNECTS, &conns) == CURLE_OK && conns > 0)
+        http->stats.connections += (uint64_t)conns;
+    if (slot->oom) {
+        rc = DYN_ENOMEM;
+    } else if (result == CURLE_OK) {
+        curl_easy_getinfo(slot->easy, CURLINFO_RESPONSE_CODE, &status);
+        for (k = 0; k < H_COUNT; k++) {
+            if (!slot->hset[k]) continue;
+            headers[n].name = dyn_slice_cstr(s_captured[k]);
+            headers[n].value = dyn_slice_cstr(slot->hval[k]);
+            n++;
+        }
+        rc = dyn_call_feed(call, status, headers, n, dyn_buf_slice(&slot->body));
+    } else {
+        rc = dyn_call_feed_transport_error(call, result == CURLE_OPERATION_TIMEDOUT ? DYN_ETIMEOUT : DYN_ETRANSPORT,
+                                           slot->errbuf[0] ? slot->errbuf : curl_easy_strerror(result));
+    }
+    s_release_slot(http, slot);
+    return rc;
+}
+
+static struct s_slot *s_free_slot(struct dyn_http *http) {
+    int i;
+    for (i = 0; i < http->cfg.concurrency; i++)
+        if (!http->slots[i].busy) return &http->slots[i];
+    return NULL;
+}
+
+/* ---- the runner ---- */
+
+struct s_run {
+    size_t *queue; /* ring of calls ready for dyn_call_next, in order */
+    size_t head, count;
+    size_t *waiting; /* calls backing off, unordered */
+    size_t n_waiting;
+    int64_t *wake; /* per call: monotonic ms its wait ends */
+};
+
+static void s_push(struct s_run *run, size_t n, size_t index) {
+    run->queue[(run->head + run->count) % n] = index;
+    run->count++;
+}
+
+static size_t s_pop(struct s_run *run, size_t n) {
+    size_t index = run->queue[run->head];
+    run->head = (run->head + 1) % n;
+    run->count--;
+    return index;
+}
+
+int dyn_http_run(struct dyn_http *http, struct dyn_call *const *calls, size_t n) {
+    struct s_run run;
+    size_t done = 0, i, k;
+    int in_flight = 0, rc = DYN_OK;
+    memset(&run, 0, sizeof run);
+    if (n == 0) goto cleanup;
+    if (n > SIZE_MAX / sizeof(int64_t)) {
+        rc = DYN_ENOMEM;
+        goto fail;
+    }
+    run.queue = dyn_mem_alloc(http->alloc, n * sizeof *run.queue);
+    run.waiting = dyn_mem_alloc(http->alloc, n * sizeof *run.waiting);
+    run.wake = dyn_mem_alloc(http->alloc, n * sizeof *run.wake);
+    if (!run.queue || !run.waiting || !run.wake) {
+        rc = DYN_ENOMEM;
+        goto fail;
+    }
+    for (i = 0; i < n; i++) {
+        if (dyn_call_is_done(calls[i]))
+            done++;
+        else
+            s_push(&run, n, i);
+    }
+    while (done < n) {
+        int64_t mono = s_mono_ms();
+        long timeout = S_MAX_POLL_MS;
+        CURLMcode mc;
+
+        for (k = 0; k < run.n_waiting;) {
+            if (run.wake[run.waiting[k]] <= mono) {
+                s_push(&run, n, run.waiting[k]);
+                run.waiting[k] = run.waiting[--run.n_waiting];
+            } else {
+                k++;
+            }
+        }
+
+        /* Only a call that may get a slot is advanced: next() signs, and a signed request must go out. */
+        while (run.count && in_flight < http->cfg.concurrency) {
+            struct dyn_step step;
+            i = s_pop(&run, n);
+            if ((rc = dyn_call_next(calls[i], dyn_http_now_unix_ms(), &step)) < 0) goto fail;
+            if (step.kind == DYN_STEP_DONE) {
+                done++;
+            } else if (step.kind == DYN_STEP_WAIT) {
+                run.wake[i] = mono + (int64_t)step.wait_ms;
+                run.waiting[run.n_waiting++] = i;
+            } else {
+                if ((rc = s_start(http, s_free_slot(http), i, &step.request)) < 0) {
+                    dyn_call_abort(calls[i], rc, dyn_status_str(rc));
+                    goto fail;
+                }
+                in_flight++;
+                http->stats.requests++;
+                if (dyn_call_attempts(calls[i]) > 1) http->stats.retries++;
+            }
+        }
+        if (done == n) break;
+
+        if (in_flight) {
+            CURLMsg *msg;
+            int running, left, completed = 0;
+            mc = curl_multi_perform(http->multi, &running);
+            if (mc != CURLM_OK) {
+                rc = mc == CURLM_OUT_OF_MEMORY ? DYN_ENOMEM : DYN_ETRANSPORT;
+                goto fail;
+            }
+            while ((msg = curl_multi_info_read(http->multi, &left)) != NULL) {
+                struct s_slot *slot;
+                char *priv = NULL;
+                if (msg->msg != CURLMSG_DONE) continue;
+                curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
+                slot = (struct s_slot *)(void *)priv;
+                i = slot->index;
+                in_flight--;
+                completed++;
+                s_push(&run, n, i);
+                if ((rc = s_complete(http, slot, calls[i], msg->data.result)) < 0) goto fail;
+            }
+            if (completed) continue;
+        }
+
+        for (k = 0; k < run.n_waiting; k++) {
+            int64_t left_ms = run.wake[run.waiting[k]] - mono;
+            if (left_ms < timeout) timeout = left_ms < 0 ? 0 : (long)left_ms;
+        }
+        /* Sleeps until a socket is ready, curl's own timer fires, or the nearest backoff ends. */
+        mc = curl_multi_poll(http->multi, NULL, 0, (int)timeout, NULL);
+        if (mc != CURLM_OK) {
+            rc = mc == CURLM_OUT_OF_MEMORY ? DYN_ENOMEM : DYN_ETRANSPORT;
+            goto fail;
+        }
+    }
+    goto cleanup;
+fail:
+    /* Leave nothing half-done: drop in-flight transfers and end every unfinished call. */
+    if (http->slots) {
+        int s;
+        for (s = 0; s < http->cfg.concurrency; s++)
+            if (http->slots[s].busy) s_release_slot(http, &http->slots[s]);
+    }
+    for (i = 0; i < n; i++) dyn_call_abort(calls[i], rc, dyn_status_str(rc));
+cleanup:
+    dyn_mem_free(http->alloc, run.queue, n * sizeof *run.queue);
+    dyn_mem_free(http->alloc, run.waiting, n * sizeof *run.waiting);
+    dyn_mem_free(http->alloc, run.wake, n * sizeof *run.wake);
+    return rc;
+}

@@ -1,0 +1,1517 @@
+--- The table manager: a DynamoDB table defined as a Lua class.
+--
+--    local dynamo = require("dynamo")
+--    local UserTable = dynamo.DynamoTable:extend{
+--      table = "users",                     -- a string, or a method returning one
+--      partition_key_name = "pk",           -- default "pk"
+--      sort_key_name = "sk",                -- default "sk"; false: no sort key
+--      global_secondary_indexes = { dynamo.DynamoTableIndex("gsi_name_age", "name", "age",
+--                                   { sort_key_type = "N" }) },
+--    }
+--    function UserTable:get_partition_key(record) return record.project_id end
+--    function UserTable:get_sort_key(record) return record.company end
+--    local users = UserTable{ client = dynamo.client() }
+--    users:upsert_record{ project_id = "p1", company = "acme", email = "a@example.com" }
+--
+-- A definition can extend another one (shared hooks in a base class, tables in
+-- subclasses). Class fields: `table`, `partition_key_name`, `sort_key_name`,
+-- `partition_key_type`, `sort_key_type` ("S", "N" or "B"; default "S"),
+-- `global_secondary_indexes`, `local_secondary_indexes`, `sort_key_prefix`
+-- (what `clear_records` owns), `read_capacity_units`, `write_capacity_units`,
+-- `record_class` (every output record goes through it).
+--
+-- Hooks, called once per record by the engine: `normalize_record(record)`,
+-- then `get_partition_key(record)` / `get_sort_key(record)` when the record
+-- does not already hold the key attribute. A missing hook or a nil key raises
+-- a DynamoTableError (code `Validation`) naming the record, before any request.
+--
+-- Instance options (`UserTable{...}`): `client` (default `dynamo.client()`),
+-- `table` (overrides the class's table name), `clock` (function returning
+-- milliseconds since the epoch, for dt_created/dt_modified), `sleep`
+-- (function(ms), default the client's), `random` (function() -> [0, 1),
+-- backoff jitter), `max_batch_retries` (rounds of retries of unprocessed batch
+-- items, default 8), `wait_delay_ms` / `wait_max_attempts` (table waiters).
+--
+-- Batch operations never lose data silently: unprocessed items and keys are
+-- retried with exponential backoff and full jitter; when the retries run out a
+-- DynamoTableError with code `UnprocessedItems` (writes) or `UnprocessedKeys`
+-- (reads) is raised, whose `unprocessed` field lists what was not done.
+-- @classmod dynamo.DynamoTable
+local class = require("dynamo.class")
+local errors = require("dynamo.errors")
+local core = require("dynamo.core")
+local DynamoTableIndex = require("dynamo.DynamoTableIndex")
+
+local type, pairs, next, ipairs, tostring, select = type, pairs, next, ipairs, tostring, select
+local pcall, error, rawget, setmetatable, getmetatable = pcall, error, rawget, setmetatable, getmetatable
+local math_min, math_floor, math_type = math.min, math.floor, math.type
+local string_format, string_pack, string_rep = string.format, string.pack, string.rep
+local table_concat, table_sort = table.concat, table.sort
+local os_date = os.date
+
+local json_encode, json_decode = core.json_encode, core.json_decode
+local as_item, as_av = core.as_item, core.as_av
+
+local expressions_module, DataTable_module
+local function E()
+  expressions_module = expressions_module or require("dynamo.expressions")
+  return expressions_module
+end
+-- A new empty DataTable.
+local function DT()
+  DataTable_module = DataTable_module or require("dynamo.DataTable")
+  return DataTable_module()
+end
+
+local MAX_BATCH_WRITE = 25
+local MAX_BATCH_GET = 100
+
+local DynamoTable = class.new("DynamoTable", {
+  table = nil,
+  partition_key_name = "pk",
+  sort_key_name = "sk",
+  partition_key_type = "S",
+  sort_key_type = "S",
+  global_secondary_indexes = {},
+  local_secondary_indexes = {},
+  sort_key_prefix = nil,
+  read_capacity_units = nil,
+  write_capacity_units = nil,
+  record_class = nil,
+  --- BatchWriteItem requests per item list (DynamoDB's limit).
+  max_batch_size = MAX_BATCH_WRITE,
+  --- Keys per BatchGetItem request (DynamoDB's limit).
+  max_batch_get_size = MAX_BATCH_GET,
+})
+
+---------------------------------------------------------------------------
+-- small helpers
+
+local function fail(message, fields)
+  error(errors.new("Validation", message, fields), 0)
+end
+
+local function show_value(v)
+  if type(v) == "string" then
+    if #v > 40 then v = v:sub(1, 37) .. "..." end
+    return string_format("%q", v)
+  end
+  return tostring(v)
+end
+
+-- A short, deterministic description of a record for error messages.
+local function describe(record)
+  if type(record) ~= "table" then return show_value(record) end
+  local keys = {}
+  for k in pairs(record) do keys[#keys + 1] = k end
+  table_sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  local parts, size = {}, 0
+  for i, k in ipairs(keys) do
+    local text = tostring(k) .. "=" .. show_value(record[k])
+    size = size + #text
+    if size > 200 then
+      parts[i] = "..."
+      break
+    end
+    parts[i] = text
+  end
+  return "{" .. table_concat(parts, ", ") .. "}"
+end
+
+local function label(self)
+  local t = rawget(self, "_table_name") or self.table
+  if type(t) == "string" then return "DynamoTable(" .. t .. ")" end
+  return "DynamoTable"
+end
+
+local function copy(t)
+  local out = {}
+  for k, v in next, t do out[k] = v end
+  return out
+end
+
+local function sorted(list)
+  local out = {}
+  for i = 1, #list do out[i] = list[i] end
+  table_sort(out)
+  return out
+end
+
+-- An exact identity string for one key value: strings as they are, every other
+-- type (numbers, binary) as its canonical AttributeValue JSON, so 1 and 1.0 agree.
+local function key_part(v)
+  if type(v) == "string" then return v end
+  return json_encode(as_av(v))
+end
+
+-- The same identity from an AttributeValue-form value ({S = "x"}, {N = "1"}).
+local function key_part_av(av)
+  local s = av.S
+  if s ~= nil then return s end
+  return json_encode(av)
+end
+
+-- Turns any `records` argument (array, DataTable, iterator function) into a
+-- function returning the next record or nil.
+local function record_source(records, what)
+  local kind = type(records)
+  if kind == "function" then return records end
+  if kind == "table" then
+    if type(records.get_records) == "function" then return records:get_records() end
+    local i = 0
+    return function()
+      i = i + 1
+      return records[i]
+    end
+  end
+  fail(what .. ": records must be an array, a DataTable or an iterator function, got " .. kind)
+end
+
+local function is_datatable(v)
+  return type(v) == "table" and type(v.get_records) == "function"
+end
+
+local function to_records_array(data_table, what)
+  if data_table == nil then return {} end
+  local out = {}
+  local src = record_source(data_table, what)
+  local n = 0
+  while true do
+    local r = src()
+    if r == nil then break end
+    n = n + 1
+    out[n] = r
+  end
+  return out
+end
+
+local function check_opts(opts, what)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then fail(what .. ": options must be a table, got " .. type(opts)) end
+  return opts
+end
+
+---------------------------------------------------------------------------
+-- definition
+
+local DEFINITION_FIELDS = {
+  partition_key_name = "string", partition_key_type = "string", sort_key_type = "string",
+  global_secondary_indexes = "table", local_secondary_indexes = "table",
+  read_capacity_units = "number", write_capacity_units = "number",
+}
+
+local function check_definition(def)
+  if type(def) ~= "table" then
+    error(errors.new("Validation", "DynamoTable:extend: definition must be a table, got " .. type(def)), 3)
+  end
+  for field, kind in pairs(DEFINITION_FIELDS) do
+    local v = rawget(def, field)
+    if v ~= nil and type(v) ~= kind then
+      error(errors.new("Validation", ("DynamoTable:extend: %s must be a %s, got %s"):format(field, kind, type(v))), 3)
+    end
+  end
+  local t = rawget(def, "table")
+  if t ~= nil and type(t) ~= "string" and type(t) ~= "function" then
+    error(errors.new("Validation", "DynamoTable:extend: table must be a string or a method, got " .. type(t)), 3)
+  end
+  local sk = rawget(def, "sort_key_name")
+  if sk ~= nil and sk ~= false and type(sk) ~= "string" then
+    error(errors.new("Validation", "DynamoTable:extend: sort_key_name must be a string or false, got " .. type(sk)), 3)
+  end
+  for _, field in ipairs({ "global_secondary_indexes", "local_secondary_indexes" }) do
+    for i, index in ipairs(rawget(def, field) or {}) do
+      if not DynamoTableIndex.is_instance(index) then
+        error(errors.new("Validation", ("DynamoTable:extend: %s[%d] must be a DynamoTableIndex"):format(field, i)), 3)
+      end
+    end
+  end
+end
+
+local function build_primary_index(c)
+  local sk = c.sort_key_name
+  if sk == false or sk == "" then sk = nil end
+  return DynamoTableIndex(DynamoTableIndex.PRIMARY, c.partition_key_name, sk, {
+    partition_key_type = c.partition_key_type,
+    sort_key_type = sk and c.sort_key_type or nil,
+  })
+end
+
+local default_primary = setmetatable({}, { __mode = "k" })
+local function make_get_primary_index(cls)
+  local f = function(self) return build_primary_index(self or cls) end
+  default_primary[f] = true
+  return f
+end
+
+--- The primary index of the class: a DynamoTableIndex built from
+-- partition_key_name / sort_key_name and their types. Works as
+-- `UserTable.get_primary_index()` and `users:get_primary_index()`; a definition
+-- may override it.
+DynamoTable.get_primary_index = make_get_primary_index(DynamoTable)
+
+--- Makes a definition (a subclass). Definition errors raise here.
+-- @tparam table def class fields and methods
+function DynamoTable.extend(base, def)
+  def = def or {}
+  check_definition(def)
+  local cls = class.extend(base, def)
+  if rawget(def, "get_primary_index") == nil and default_primary[base.get_primary_index] then
+    cls.get_primary_index = make_get_primary_index(cls)
+  end
+  return cls
+end
+
+--- Makes a manager: `UserTable{ client = client }` (see the module description).
+function DynamoTable:init(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then
+    error(errors.new("Validation", "DynamoTable: options must be a table, got " .. type(opts)), 3)
+  end
+  self.client = opts.client or require("dynamo").client()
+  if opts.table ~= nil then self._table_name = opts.table end
+  self.clock = opts.clock or core.now_ms
+  self.sleep = opts.sleep or self.client.sleep or core.sleep_ms
+  self.random = opts.random or math.random
+  self.max_batch_retries = opts.max_batch_retries or 8
+  self.wait_delay_ms = opts.wait_delay_ms or 1000
+  self.wait_max_attempts = opts.wait_max_attempts or 300
+  self.primary_index = self:get_primary_index()
+  local pk, sk = self.primary_index.partition_key_name, self.primary_index.sort_key_name
+  self._pk, self._sk = pk, sk
+  self.table_keys = sk and { pk, sk } or { pk }
+  self._cache = {}
+end
+
+--- The table name (the class's `table` field, or what its method returns).
+function DynamoTable:get_table_name()
+  local t = rawget(self, "_table_name") or self.table
+  if type(t) == "function" then t = t(self) end
+  if type(t) ~= "string" or t == "" then
+    fail(label(self) .. ": no table name: set `table` in the definition or pass table = ... to the constructor")
+  end
+  return t
+end
+
+--- The partition key of a record (hook). The default raises: override it, or
+-- keep the key attribute in the records.
+function DynamoTable:get_partition_key(record)
+  fail(label(self) .. ".get_partition_key method is missing, cannot get "
+    .. tostring(self._pk) .. " for " .. describe(record), { data = record })
+end
+
+--- The sort key of a record (hook); as get_partition_key.
+function DynamoTable:get_sort_key(record)
+  fail(label(self) .. ".get_sort_key method is missing, cannot get "
+    .. tostring(self._sk) .. " for " .. describe(record), { data = record })
+end
+
+--- Hook called once per input record before its keys are taken. Returns the
+-- record to use (the default returns it unchanged).
+function DynamoTable:normalize_record(record)
+  return record
+end
+local default_normalize = DynamoTable.normalize_record
+
+local KEY_CHECK = {
+  S = function(v) return type(v) == "string" end,
+  N = function(v) return type(v) == "number" or core.type_of(v) == "N" end,
+  B = function(v) return core.type_of(v) == "B" end,
+}
+
+local function key_error(self, record, position, name, message)
+  local where = position and ("record " .. position .. " ") or "record "
+  local text = message:gsub("%%s", name)
+  fail(("%s: %s%s: %s"):format(label(self), where, describe(record), text), { data = record })
+end
+
+-- Converts, normalizes and keys one input record.
+-- Returns record, key table, identity string.
+local function prepare(self, record, position)
+  if type(record) ~= "table" then
+    fail(("%s: record %s must be a table, got %s"):format(label(self), tostring(position or ""), type(record)))
+  end
+  local rc = self.record_class
+  if rc ~= nil then
+    local check = type(rc) == "table" and rawget(rc, "is_instance")
+    if not (check and check(record)) then record = rc(record) end
+  end
+  local normalize = self.normalize_record
+  if normalize ~= default_normalize then
+    record = normalize(self, record) or record
+  end
+  local pk, sk = self._pk, self._sk
+  local pkv = record[pk]
+  if pkv == nil then
+    local ok, v = pcall(self.get_partition_key, self, record)
+    if not ok then
+      if errors.is(v) and position then v.message = v.message .. " (record " .. position .. ")" end
+      error(v, 0)
+    end
+    pkv = v
+    if pkv == nil then key_error(self, record, position, pk, "partition key %s is nil") end
+  end
+  local index = self.primary_index
+  if type(pkv) ~= "string" and not KEY_CHECK[index.partition_key_type](pkv) then
+    key_error(self, record, position, pk, "partition key %s must be of type " .. index.partition_key_type
+      .. ", got " .. (core.type_of(pkv) or type(pkv)))
+  end
+  if sk == nil then
+    return record, { [pk] = pkv }, key_part(pkv)
+  end
+  local skv = record[sk]
+  if skv == nil then
+    local ok, v = pcall(self.get_sort_key, self, record)
+    if not ok then
+      if errors.is(v) and position then v.message = v.message .. " (record " .. position .. ")" end
+      error(v, 0)
+    end
+    skv = v
+    if skv == nil then key_error(self, record, position, sk, "sort key %s is nil") end
+  end
+  if type(skv) ~= "string" and not KEY_CHECK[index.sort_key_type](skv) then
+    key_error(self, record, position, sk, "sort key %s must be of type " .. index.sort_key_type
+      .. ", got " .. (core.type_of(skv) or type(skv)))
+  end
+  local p = key_part(pkv)
+  return record, { [pk] = pkv, [sk] = skv }, string_pack("s4", p) .. key_part(skv)
+end
+
+-- Identity of a native item holding the key attributes.
+local function item_id(pk, sk, item)
+  local pkv = item[pk]
+  if sk == nil then return key_part(pkv) end
+  return string_pack("s4", key_part(pkv)) .. key_part(item[sk])
+end
+
+local function av_id(pk, sk, key)
+  if sk == nil then return key_part_av(key[pk]) end
+  return string_pack("s4", key_part_av(key[pk])) .. key_part_av(key[sk])
+end
+
+--- The key attributes of a record: `{[pk] = ..., [sk] = ...}` (the record's own
+-- values when it holds them, else the hooks' values). Raises on a nil key.
+function DynamoTable:get_record_keys(record)
+  local _, key = prepare(self, record)
+  return key
+end
+
+local function to_output(self, record)
+  local rc = self.record_class
+  if rc ~= nil and record ~= nil then
+    local check = type(rc) == "table" and rawget(rc, "is_instance")
+    if not (check and check(record)) then return rc(record) end
+  end
+  return record
+end
+
+local function encode_item(self, item, what)
+  local ok, text = pcall(json_encode, as_item(item), "record")
+  if not ok then
+    fail(("%s: %s %s cannot be written: %s"):format(label(self), what or "record", describe(item), tostring(text)),
+      { data = item })
+  end
+  return text
+end
+
+local function encode_request(self, params, what)
+  local ok, text = pcall(json_encode, params, what or "request")
+  if not ok then fail(label(self) .. ": " .. tostring(text)) end
+  return text
+end
+
+-- Renders expressions, wrapping the values so the codec writes them as AttributeValues.
+local function render(spec)
+  local r = E().render_request(spec)
+  if r.ExpressionAttributeValues then r.ExpressionAttributeValues = as_item(r.ExpressionAttributeValues) end
+  return r
+end
+
+local function apply_rendered(params, r)
+  for _, name in ipairs({ "KeyConditionExpression", "FilterExpression", "ConditionExpression",
+                          "UpdateExpression", "ProjectionExpression", "ExpressionAttributeNames",
+                          "ExpressionAttributeValues" }) do
+    if r[name] ~= nil then params[name] = r[name] end
+  end
+  return params
+end
+
+local function projection_of(projection)
+  if projection == nil then return nil end
+  if type(projection) == "table" and getmetatable(projection) == nil then
+    if #projection == 0 then return nil end
+    return E().ProjectionExpression(table.unpack(projection))
+  end
+  return projection
+end
+
+-- Drops the cached entries of the given identities (everything when ids is nil).
+local function invalidate(self, ids, n)
+  local cache = self._cache
+  if next(cache) == nil then return end
+  if ids == nil then
+    self._cache = {}
+    return
+  end
+  for i = 1, n or #ids do cache[ids[i]] = nil end
+end
+
+local function now_string(self)
+  local ms = self.clock()
+  ms = math_floor(ms)
+  local s = ms // 1000
+  return os_date("!%Y-%m-%dT%H:%M:%S", s) .. string_format(".%03dZ", ms % 1000)
+end
+
+--- The timestamp written to dt_created / dt_modified: UTC, ISO 8601 with
+-- milliseconds and a Z, always 24 characters ("2024-05-01T12:00:00.000Z").
+function DynamoTable:now()
+  return now_string(self)
+end
+
+---------------------------------------------------------------------------
+-- table lifecycle
+
+local function is_not_found(err)
+  return errors.is(err, "ResourceNotFoundException")
+end
+
+--- The table's status ("ACTIVE", "CREATING", ...) or nil when it does not exist.
+function DynamoTable:get_table_status()
+  local ok, out = pcall(self.client.call, self.client, "DescribeTable", { TableName = self:get_table_name() })
+  if ok then return out.Table and out.Table.TableStatus end
+  if is_not_found(out) then return nil end
+  error(out, 0)
+end
+
+local function wait_for(self, what, done)
+  local delay, attempts = self.wait_delay_ms, self.wait_max_attempts
+  for attempt = 1, attempts do
+    if done(self:get_table_status()) then return nil end
+    if attempt < attempts then self.sleep(delay) end
+  end
+  error(errors.new("Timeout", ("%s: table %s did not %s after %d checks"):format(label(self),
+    self:get_table_name(), what, attempts), { retryable = true }), 0)
+end
+
+--- Waits until the table exists and is ACTIVE (DescribeTable every
+-- `wait_delay_ms`, at most `wait_max_attempts` times; then a Timeout error).
+function DynamoTable:wait_until_exists()
+  return wait_for(self, "become ACTIVE", function(status) return status == "ACTIVE" end)
+end
+
+--- Waits until the table no longer exists.
+function DynamoTable:wait_until_not_exists()
+  return wait_for(self, "disappear", function(status) return status == nil end)
+end
+
+--- AttributeDefinitions of the primary index and every GSI and LSI, each name
+-- once; the same attribute with two types is a Validation error.
+function DynamoTable:get_attribute_definitions()
+  local defs, types = {}, {}
+  local function add(index)
+    for _, d in ipairs(index:as_attribute_definitions()) do
+      local name, kind = d.AttributeName, d.AttributeType
+      local seen = types[name]
+      if seen == nil then
+        types[name] = kind
+        defs[#defs + 1] = { AttributeName = name, AttributeType = kind }
+      elseif seen ~= kind then
+        fail(("%s: attribute %s is typed %s by one index and %s by %s"):format(label(self), name, seen, kind,
+          tostring(index)))
+      end
+    end
+  end
+  add(self.primary_index)
+  for _, index in ipairs(self.global_secondary_indexes or {}) do add(index) end
+  for _, index in ipairs(self.local_secondary_indexes or {}) do add(index) end
+  return defs, types
+end
+
+--- Creates the table (attribute definitions from every index, PAY_PER_REQUEST
+-- unless both capacities are set; GSIs without capacity get the table's).
+-- Does nothing (returns nil) when the table is CREATING, UPDATING or ACTIVE;
+-- waits for a DELETING table to go first. Returns the CreateTable response.
+function DynamoTable:create_table()
+  local status = self:get_table_status()
+  if status == "DELETING" then
+    self:wait_until_not_exists()
+  elseif status ~= nil then
+    return nil
+  end
+  local defs = self:get_attribute_definitions()
+  local rcu, wcu = self.read_capacity_units, self.write_capacity_units
+  local provisioned = rcu ~= nil and wcu ~= nil
+  local params = {
+    TableName = self:get_table_name(),
+    AttributeDefinitions = defs,
+    KeySchema = self.primary_index:as_key_schema(),
+  }
+  local gsis = self.global_secondary_indexes or {}
+  if #gsis > 0 then
+    local list = {}
+    for i, index in ipairs(gsis) do
+      if provisioned and not (index.read_capacity_units and index.write_capacity_units) then
+        index = index:copy{ read_capacity_units = rcu, write_capacity_units = wcu }
+      end
+      local gsi = index:as_global_secondary_index()
+      if not provisioned then gsi.ProvisionedThroughput = nil end
+      list[i] = gsi
+    end
+    params.GlobalSecondaryIndexes = list
+  end
+  local lsis = self.local_secondary_indexes or {}
+  if #lsis > 0 then
+    local list = {}
+    for i, index in ipairs(lsis) do list[i] = index:as_local_secondary_index() end
+    params.LocalSecondaryIndexes = list
+  end
+  if provisioned then
+    params.ProvisionedThroughput = { ReadCapacityUnits = rcu, WriteCapacityUnits = wcu }
+  else
+    params.BillingMode = "PAY_PER_REQUEST"
+  end
+  return self.client:call("CreateTable", params)
+end
+
+--- Deletes the table. Nothing happens when it does not exist or is DELETING;
+-- a CREATING table is waited for first. Does not wait for the deletion.
+function DynamoTable:delete_table()
+  local status = self:get_table_status()
+  if status == nil or status == "DELETING" then return nil end
+  if status == "CREATING" then self:wait_until_exists() end
+  invalidate(self)
+  return self.client:call("DeleteTable", { TableName = self:get_table_name() })
+end
+
+---------------------------------------------------------------------------
+-- single-item calls
+
+local function attach(err, record)
+  if errors.is(err) and err.data == nil then err.data = record end
+  return err
+end
+
+-- GetItem for a prepared key: the raw item or nil.
+local function get_item(self, tname, key, consistent)
+  local body = encode_request(self, { TableName = tname, Key = as_item(key),
+                                      ConsistentRead = consistent and true or nil })
+  local out = self.client:send("GetItem", body, true)
+  return out.Item
+end
+
+--- Reads the item of a record. Returns the record's keys merged with the
+-- stored item, or nil when no item exists (an item holding only its keys is
+-- found).
+-- @tparam table record a record holding its keys, or one the key hooks understand
+-- @tparam[opt] table opts `consistent_read`
+function DynamoTable:get_record(record, opts)
+  opts = check_opts(opts, "get_record")
+  local _, key = prepare(self, record)
+  local item = get_item(self, self:get_table_name(), key, opts.consistent_read)
+  if item == nil then return nil end
+  for k, v in next, key do if item[k] == nil then item[k] = v end end
+  return to_output(self, item)
+end
+
+local function list_of(v, what)
+  if v == nil then return {} end
+  if type(v) ~= "table" then fail(what .. " must be an array of attribute names, got " .. type(v)) end
+  return v
+end
+
+--- Creates or updates one item with UpdateItem (ReturnValues ALL_NEW) and
+-- returns the stored record. Every present field is SET (sorted by name),
+-- `dt_modified` is set to now, `dt_created` and the `set_if_not_exists_keys`
+-- keep the stored value when there is one (`dt_created` otherwise takes the
+-- record's own value or now). Options:
+-- `condition_expression` (a ConditionExpression; a failure raises code
+-- ConditionalCheckFailedException), `set_if_not_exists_keys` (names absent from
+-- the record are skipped), `extra_data` (values for the condition, never
+-- written; the record's own fields win on a name clash), `remove_keys`
+-- (attributes to REMOVE).
+function DynamoTable:upsert_record(record, opts)
+  opts = check_opts(opts, "upsert_record")
+  local tname = self:get_table_name()
+  local rec, key, id = prepare(self, record)
+  local now = now_string(self)
+  local item = copy(rec)
+  item.dt_created = item.dt_created or now
+  item.dt_modified = now
+  for k, v in next, key do item[k] = v end
+  local is_key = {}
+  for _, k in ipairs(self.table_keys) do is_key[k] = true end
+  local sine = { dt_created = true }
+  for _, k in ipairs(list_of(opts.set_if_not_exists_keys, "set_if_not_exists_keys")) do
+    if is_key[k] then fail(label(self) .. ": set_if_not_exists_keys cannot hold the key attribute " .. k) end
+    if item[k] ~= nil then sine[k] = true end
+  end
+  local remove = {}
+  for _, k in ipairs(list_of(opts.remove_keys, "remove_keys")) do
+    if is_key[k] then fail(label(self) .. ": remove_keys cannot hold the key attribute " .. k) end
+    if item[k] ~= nil then
+      fail(("%s: %s is both in the record and in remove_keys"):format(label(self), k), { data = record })
+    end
+    remove[#remove + 1] = k
+  end
+  local update, sine_list = {}, {}
+  for k in next, item do
+    if not is_key[k] then
+      if sine[k] then sine_list[#sine_list + 1] = k else update[#update + 1] = k end
+    end
+  end
+  table_sort(update)
+  table_sort(sine_list)
+  table_sort(remove)
+  local data = item
+  if opts.extra_data ~= nil then
+    data = copy(item)
+    for k, v in pairs(opts.extra_data) do
+      if data[k] == nil then data[k] = v end
+    end
+  end
+  local expr = E().UpdateExpression{
+    update = update,
+    set_if_not_exists = #sine_list > 0 and sine_list or nil,
+    remove = #remove > 0 and remove or nil,
+  }
+  local r = render{ update = expr, condition = opts.condition_expression, data = data }
+  local params = apply_rendered({ TableName = tname, Key = as_item(key), ReturnValues = "ALL_NEW" }, r)
+  local body = encode_request(self, params, "record")
+  invalidate(self, { id }, 1)
+  local ok, out = pcall(self.client.send, self.client, "UpdateItem", body, true)
+  if not ok then error(attach(out, record), 0) end
+  return to_output(self, out.Attributes)
+end
+
+--- Deletes the item of a record (DeleteItem, ReturnValues ALL_OLD) and returns
+-- the old item, or nil when there was none. `condition_expression` may use any
+-- field of the record and of `data`.
+function DynamoTable:delete_record(record, opts)
+  opts = check_opts(opts, "delete_record")
+  local tname = self:get_table_name()
+  local rec, key, id = prepare(self, record)
+  local params = { TableName = tname, Key = as_item(key), ReturnValues = "ALL_OLD" }
+  if opts.condition_expression ~= nil then
+    local data = copy(rec)
+    for k, v in next, key do data[k] = v end
+    for k, v in pairs(opts.data or {}) do data[k] = v end
+    apply_rendered(params, render{ condition = opts.condition_expression, data = data })
+  end
+  local body = encode_request(self, params)
+  invalidate(self, { id }, 1)
+  local ok, out = pcall(self.client.send, self.client, "DeleteItem", body, true)
+  if not ok then error(attach(out, record), 0) end
+  return to_output(self, out.Attributes)
+end
+
+---------------------------------------------------------------------------
+-- the batch engine
+
+local function backoff(self, attempt)
+  local cap = math_min(5000, 50 * 2 ^ (attempt - 1))
+  self.sleep(math_floor(self.random() * cap))
+end
+
+-- Sends bodies (all for `op`), retrying failed requests that are retryable and
+-- whatever comes back unprocessed. `on_response(resp)` handles a success and
+-- returns a list of bodies to resend (or nil). Returns nothing; raises with
+-- `unprocessed` (decoded by `leftover(bodies)`) when retries run out.
+local function run_batch(self, op, bodies, unmarshal, on_response, leftover, code)
+  local client = self.client
+  local attempt = 0
+  local max = self.max_batch_retries
+  while #bodies > 0 do
+    local requests = {}
+    for i = 1, #bodies do requests[i] = { op, bodies[i] } end
+    local results = client:send_many(requests, unmarshal)
+    local again, fatal = {}, nil
+    for i = 1, #results do
+      local resp = results[i]
+      if errors.is(resp) then
+        if resp.retryable then
+          again[#again + 1] = bodies[i]
+        else
+          fatal = fatal or resp
+          again[#again + 1] = bodies[i]
+        end
+      else
+        local more = on_response(resp)
+        if more then
+          for j = 1, #more do again[#again + 1] = more[j] end
+        end
+      end
+    end
+    if fatal then
+      fatal.unprocessed = leftover(again)
+      error(fatal, 0)
+    end
+    if #again == 0 then return end
+    attempt = attempt + 1
+    if attempt > max then
+      local left = leftover(again)
+      error(errors.new(code, ("%s: %d %s still unprocessed after %d retries"):format(label(self), #left,
+        code == "UnprocessedKeys" and "keys" or "items", max), { retryable = true, unprocessed = left }), 0)
+    end
+    backoff(self, attempt)
+    bodies = again
+  end
+end
+
+local unmarshal_av = core.unmarshal
+
+-- The native records inside request bodies (keys of a BatchGetItem, items or
+-- keys of a BatchWriteItem) for an error's `unprocessed` list.
+local function leftover_of(tname)
+  return function(bodies)
+    local out = {}
+    for _, body in ipairs(bodies) do
+      local req = json_decode(body, false)
+      local entry = req.RequestItems[tname]
+      if entry.Keys then
+        for _, k in ipairs(entry.Keys) do out[#out + 1] = unmarshal_av(k) end
+      else
+        for _, w in ipairs(entry) do
+          if w.PutRequest then
+            out[#out + 1] = unmarshal_av(w.PutRequest.Item)
+          else
+            out[#out + 1] = unmarshal_av(w.DeleteRequest.Key)
+          end
+        end
+      end
+    end
+    return out
+  end
+end
+
+-- Reads the unique keys `keys[1..n]` (native key tables); returns id -> item.
+local function fetch_items(self, tname, keys, n, consistent)
+  local found = {}
+  if n == 0 then return found end
+  local pk, sk = self._pk, self._sk
+  local head = '{"RequestItems":{"' .. tname .. '":{'
+    .. (consistent and '"ConsistentRead":true,' or '') .. '"Keys":['
+  local bodies = {}
+  local enc = {}
+  for i = 1, n do enc[i] = json_encode(as_item(keys[i])) end
+  for c = 1, n, MAX_BATCH_GET do
+    bodies[#bodies + 1] = head .. table_concat(enc, ",", c, math_min(c + MAX_BATCH_GET - 1, n)) .. "]}}}"
+  end
+  local function on_response(resp)
+    local items = resp.Responses and resp.Responses[tname]
+    if items then
+      for i = 1, #items do
+        local item = items[i]
+        found[item_id(pk, sk, item)] = item
+      end
+    end
+    local un = resp.UnprocessedKeys and resp.UnprocessedKeys[tname]
+    if un and un.Keys and #un.Keys > 0 then
+      local more, ks = {}, un.Keys
+      for c = 1, #ks, MAX_BATCH_GET do
+        local chunk = {}
+        for j = c, math_min(c + MAX_BATCH_GET - 1, #ks) do chunk[#chunk + 1] = ks[j] end
+        more[#more + 1] = json_encode({ RequestItems = { [tname] = {
+          Keys = chunk, ConsistentRead = consistent and true or nil } } })
+      end
+      return more
+    end
+    return nil
+  end
+  run_batch(self, "BatchGetItem", bodies, true, on_response, leftover_of(tname), "UnprocessedKeys")
+  return found
+end
+
+-- Writes encoded entries enc[1..n] (each the JSON of an item or a key) as
+-- PutRequest / DeleteRequest, 25 per request, many in flight.
+local function write_entries(self, tname, enc, n, kind)
+  if n == 0 then return end
+  local open = kind == "put" and '{"PutRequest":{"Item":' or '{"DeleteRequest":{"Key":'
+  local head = '{"RequestItems":{"' .. tname .. '":[' .. open
+  local sep = '}},' .. open
+  local tail = '}}]}}'
+  local bodies = {}
+  for c = 1, n, MAX_BATCH_WRITE do
+    bodies[#bodies + 1] = head .. table_concat(enc, sep, c, math_min(c + MAX_BATCH_WRITE - 1, n)) .. tail
+  end
+  local function on_response(resp)
+    local un = resp.UnprocessedItems and resp.UnprocessedItems[tname]
+    if un and #un > 0 then
+      local more = {}
+      for c = 1, #un, MAX_BATCH_WRITE do
+        local chunk = {}
+        for j = c, math_min(c + MAX_BATCH_WRITE - 1, #un) do chunk[#chunk + 1] = un[j] end
+        more[#more + 1] = json_encode({ RequestItems = { [tname] = chunk } })
+      end
+      return more
+    end
+    return nil
+  end
+  run_batch(self, "BatchWriteItem", bodies, false, on_response, leftover_of(tname), "UnprocessedItems")
+end
+
+-- How many records one round of the engine takes from a stream.
+local function window_size(self, per_request)
+  local c = self.client.concurrency or 8
+  return per_request * c * 4
+end
+
+-- A source of prepared records: function() -> record, key, id (nil at the end).
+-- An array (or DataTable) is prepared completely first, so a bad record raises
+-- before any request; an iterator function is prepared as it is read.
+local function prepared_source(self, records, what, raw)
+  local prep = raw or prepare
+  if type(records) == "function" then
+    local position = 0
+    return function()
+      local r = records()
+      if r == nil then return nil end
+      position = position + 1
+      return prep(self, r, position)
+    end
+  end
+  local src = record_source(records, what)
+  local recs, keys, ids, n = {}, {}, {}, 0
+  while true do
+    local r = src()
+    if r == nil then break end
+    n = n + 1
+    recs[n], keys[n], ids[n] = prep(self, r, n)
+  end
+  local i = 0
+  return function()
+    if i >= n then return nil end
+    i = i + 1
+    local r, k, id = recs[i], keys[i], ids[i]
+    recs[i], keys[i], ids[i] = nil, nil, nil
+    return r, k, id
+  end, n
+end
+
+-- Fills the arrays with up to `max` prepared records; returns the count.
+local function fill(src, recs, keys, ids, max)
+  local n = 0
+  while n < max do
+    local r, k, id = src()
+    if r == nil then break end
+    n = n + 1
+    recs[n], keys[n], ids[n] = r, k, id
+  end
+  for i = n + 1, #recs do recs[i], keys[i], ids[i] = nil, nil, nil end
+  return n
+end
+
+-- Unique keys of a window, in first-seen order.
+local function unique_keys(keys, ids, n)
+  local seen, ukeys, uids, m = {}, {}, {}, 0
+  for i = 1, n do
+    local id = ids[i]
+    if not seen[id] then
+      seen[id] = true
+      m = m + 1
+      ukeys[m], uids[m] = keys[i], id
+    end
+  end
+  return ukeys, uids, m
+end
+
+-- The output record for an input record and its item (nil: not found).
+-- `used` marks items already handed out, so duplicates get their own copy.
+local function merge_found(rec, key, item, used)
+  local out
+  if item == nil then
+    out = copy(rec)
+    for k, v in next, key do out[k] = v end
+    return out
+  end
+  if used[item] then out = copy(item) else out = item; used[item] = true end
+  for k, v in next, rec do
+    if out[k] == nil then out[k] = v end
+  end
+  return out
+end
+
+-- Runs batch get over a prepared source, calling emit(record, found) per input
+-- record in input order; `cached` (optional) consults and fills the cache.
+local function batch_get_window(self, tname, recs, keys, ids, n, consistent, emit, use_cache)
+  local cache = self._cache
+  local need_keys, need_n = keys, n
+  local hit
+  if use_cache then
+    hit = {}
+    local want, wids, m, seen = {}, {}, 0, {}
+    for i = 1, n do
+      local id = ids[i]
+      local c = cache[id]
+      if c ~= nil then
+        hit[id] = c
+      elseif not seen[id] then
+        seen[id] = true
+        m = m + 1
+        want[m], wids[m] = keys[i], id
+      end
+    end
+    need_keys, need_n = want, m
+    local found = fetch_items(self, tname, need_keys, need_n, consistent)
+    for i = 1, m do
+      local id = wids[i]
+      local item = found[id]
+      if item then
+        local key = need_keys[i]
+        for k, v in next, key do if item[k] == nil then item[k] = v end end
+        cache[id] = item
+        hit[id] = item
+      else
+        cache[id] = false
+        hit[id] = false
+      end
+    end
+    local used = {}
+    for i = 1, n do
+      local item = hit[ids[i]]
+      local out = merge_found(recs[i], keys[i], item and copy(item) or nil, used)
+      emit(to_output(self, out), item and true or false)
+    end
+    return
+  end
+  local ukeys, _, m = unique_keys(keys, ids, n)
+  local found = fetch_items(self, tname, ukeys, m, consistent)
+  local used = {}
+  for i = 1, n do
+    local item = found[ids[i]]
+    emit(to_output(self, merge_found(recs[i], keys[i], item, used)), item ~= nil)
+  end
+end
+
+local function batch_get_iter(self, records, opts, what, use_cache)
+  local tname = self:get_table_name()
+  local consistent = opts.consistent_read
+  local src = prepared_source(self, records, what)
+  local window = window_size(self, MAX_BATCH_GET)
+  local recs, keys, ids = {}, {}, {}
+  local out, flags, pos, count = {}, {}, 0, 0
+  local done = false
+  local function emit(r, f)
+    count = count + 1
+    out[count], flags[count] = r, f
+  end
+  return function()
+    while true do
+      if pos < count then
+        pos = pos + 1
+        local r, f = out[pos], flags[pos]
+        out[pos] = nil
+        return r, f
+      end
+      if done then return nil end
+      local n = fill(src, recs, keys, ids, window)
+      if n < window then done = true end
+      pos, count = 0, 0
+      if n > 0 then batch_get_window(self, tname, recs, keys, ids, n, consistent, emit, use_cache) end
+    end
+  end
+end
+
+--- Reads the items of many records (BatchGetItem, 100 keys per request, many
+-- in flight; unprocessed keys retried). Returns a DataTable with every input
+-- record in input order, found ones merged with their item, and an array of
+-- booleans telling found (true) from not found (false). Duplicate keys are read once.
+-- @param data_table a DataTable, an array of records or an iterator function
+-- @tparam[opt] table opts `consistent_read`
+function DynamoTable:batch_get(data_table, opts)
+  opts = check_opts(opts, "batch_get")
+  local records, found = {}, {}
+  for r, f in batch_get_iter(self, data_table, opts, "batch_get") do
+    records[#records + 1] = r
+    found[#found + 1] = f
+  end
+  return DT():add_records(records), found
+end
+
+--- As batch_get, as an iterator: `for record, found in users:batch_get_records(list) do`.
+-- Streams: records are read and fetched a window at a time.
+function DynamoTable:batch_get_records(records, opts)
+  opts = check_opts(opts, "batch_get_records")
+  return batch_get_iter(self, records, opts, "batch_get_records", false)
+end
+
+--- Reads a record through the cache: the first call for a key reads it
+-- (get_record), later calls answer from the cache until the manager itself
+-- writes or deletes that key or `invalidate_cache()` runs. A missing item is
+-- remembered as missing (nil). Returns a copy each time.
+function DynamoTable:cached_get_record(record, opts)
+  opts = check_opts(opts, "cached_get_record")
+  local _, key, id = prepare(self, record)
+  local cache = self._cache
+  local c = cache[id]
+  if c == nil then
+    local item = get_item(self, self:get_table_name(), key, opts.consistent_read)
+    if item then
+      for k, v in next, key do if item[k] == nil then item[k] = v end end
+      c = item
+    else
+      c = false
+    end
+    cache[id] = c
+  end
+  if c == false then return nil end
+  return to_output(self, copy(c))
+end
+
+--- batch_get through the cache: only keys not cached are read. Output in input
+-- order (DataTable, found flags), as batch_get.
+function DynamoTable:cached_batch_get(data_table, opts)
+  opts = check_opts(opts, "cached_batch_get")
+  local records, found = {}, {}
+  for r, f in batch_get_iter(self, data_table, opts, "cached_batch_get", true) do
+    records[#records + 1] = r
+    found[#found + 1] = f
+  end
+  return DT():add_records(records), found
+end
+
+--- Forgets every cached record.
+function DynamoTable:invalidate_cache()
+  self._cache = {}
+end
+
+--- Checks that a record holds every key attribute of the primary index and of
+-- every GSI/LSI, with the type the index declares (S: string; N: number or
+-- dynamo.number; B: dynamo.binary). Raises a Validation DynamoTableError.
+function DynamoTable:validate_record_attributes(record)
+  local types = rawget(self, "_attribute_types")
+  if types == nil then
+    local defs
+    defs, types = self:get_attribute_definitions()
+    local list = {}
+    for i, d in ipairs(defs) do list[i] = { d.AttributeName, d.AttributeType } end
+    types = list
+    self._attribute_types = list
+  end
+  for i = 1, #types do
+    local name, kind = types[i][1], types[i][2]
+    local v = record[name]
+    if v == nil then
+      fail(("Attribute %s is not set in record %s."):format(name, describe(record)), { data = record })
+    end
+    if not (kind == "S" and type(v) == "string") and not KEY_CHECK[kind](v) then
+      fail(("Attribute %s has invalid type, %s expected, got %s in record %s."):format(name, kind,
+        core.type_of(v) or type(v), describe(record)), { data = record })
+    end
+  end
+end
+
+-- Turns prepared records into the items batch_upsert writes; returns enc, ids, m.
+local function upsert_window(self, tname, recs, keys, ids, n, sine_keys, read_existing, now, written)
+  -- last one wins: keep the last occurrence of each key
+  local last = {}
+  for i = 1, n do last[ids[i]] = i end
+  local order, m = {}, 0
+  for i = 1, n do
+    if last[ids[i]] == i then
+      m = m + 1
+      order[m] = i
+    end
+  end
+  local existing
+  if read_existing then
+    local ukeys = {}
+    for j = 1, m do ukeys[j] = keys[order[j]] end
+    existing = fetch_items(self, tname, ukeys, m, false)
+  end
+  local enc, uids = {}, {}
+  local nsine = #sine_keys
+  for j = 1, m do
+    local i = order[j]
+    local rec, key, id = recs[i], keys[i], ids[i]
+    local old = existing and existing[id]
+    local item
+    if old then
+      local created = old.dt_created
+      local keep
+      if nsine > 0 then
+        keep = {}
+        for s = 1, nsine do
+          local k = sine_keys[s]
+          keep[k] = old[k]
+        end
+      end
+      item = old
+      for k, v in next, rec do item[k] = v end
+      if keep then
+        for k, v in next, keep do item[k] = v end
+      end
+      item.dt_created = created or rec.dt_created or now
+    else
+      item = copy(rec)
+      item.dt_created = rec.dt_created or now
+    end
+    item.dt_modified = now
+    for k, v in next, key do item[k] = v end
+    self:validate_record_attributes(item)
+    enc[j] = encode_item(self, item, "record")
+    uids[j] = id
+    if written then written[#written + 1] = item end
+  end
+  return enc, uids, m
+end
+
+local function batch_upsert_run(self, records, opts, what, written)
+  local tname = self:get_table_name()
+  local sine_keys = list_of(opts.set_if_not_exists_keys, "set_if_not_exists_keys")
+  local read_existing = opts.read_existing ~= false
+  local src = prepared_source(self, records, what)
+  local window = window_size(self, MAX_BATCH_WRITE)
+  local recs, keys, ids = {}, {}, {}
+  local now = now_string(self)
+  while true do
+    local n = fill(src, recs, keys, ids, window)
+    if n == 0 then break end
+    local enc, uids, m = upsert_window(self, tname, recs, keys, ids, n, sine_keys, read_existing, now, written)
+    invalidate(self, uids, m)
+    write_entries(self, tname, enc, m, "put")
+    if n < window then break end
+  end
+end
+
+--- Writes many records (BatchWriteItem PutRequest, 25 per request, many in
+-- flight, unprocessed items retried). By default a read-modify-write as the
+-- reference: each record is merged over its stored item (attributes not in
+-- the input survive), `set_if_not_exists_keys` keep stored values, dt_created
+-- comes from the stored item, else the record, else now; dt_modified is now.
+-- Option `read_existing = false` skips the read: records are written as given
+-- plus the dt stamps (dt_created = the record's own or now). Duplicate keys:
+-- the last record wins. Every record must pass validate_record_attributes.
+-- Returns a DataTable of the written records.
+function DynamoTable:batch_upsert(data_table, opts)
+  opts = check_opts(opts, "batch_upsert")
+  local written = {}
+  batch_upsert_run(self, data_table, opts, "batch_upsert", written)
+  return DT():add_records(written)
+end
+
+--- As batch_upsert for an array or an iterator function of records (streamed);
+-- returns nothing.
+function DynamoTable:batch_upsert_records(records, opts)
+  opts = check_opts(opts, "batch_upsert_records")
+  batch_upsert_run(self, records, opts, "batch_upsert_records", nil)
+end
+
+-- Deletes keys from a prepared source; `collect` receives every input record.
+local function batch_delete_run(self, src, collect)
+  local tname = self:get_table_name()
+  local window = window_size(self, MAX_BATCH_WRITE)
+  local recs, keys, ids = {}, {}, {}
+  local total = 0
+  while true do
+    local n = fill(src, recs, keys, ids, window)
+    if n == 0 then break end
+    if collect then
+      for i = 1, n do
+        local out = copy(recs[i])
+        for k, v in next, keys[i] do out[k] = v end
+        collect[#collect + 1] = to_output(self, out)
+      end
+    end
+    local ukeys, uids, m = unique_keys(keys, ids, n)
+    local enc = {}
+    for j = 1, m do enc[j] = json_encode(as_item(ukeys[j])) end
+    invalidate(self, uids, m)
+    write_entries(self, tname, enc, m, "delete")
+    total = total + m
+    if n < window then break end
+  end
+  return total
+end
+
+--- Deletes the items of many records (BatchWriteItem DeleteRequest, duplicate
+-- keys once, unprocessed retried). Returns a DataTable of the input records
+-- with their keys, whether an item existed or not.
+function DynamoTable:batch_delete(data_table)
+  local out = {}
+  batch_delete_run(self, prepared_source(self, data_table, "batch_delete"), out)
+  return DT():add_records(out)
+end
+
+--- As batch_delete for an array or an iterator function (streamed); returns nothing.
+function DynamoTable:batch_delete_records(records)
+  batch_delete_run(self, prepared_source(self, records, "batch_delete_records"), nil)
+end
+
+---------------------------------------------------------------------------
+-- query and scan
+
+local function resolve_index(self, index)
+  if index == nil or index == DynamoTableIndex.PRIMARY then return self.primary_index end
+  if type(index) == "string" then
+    for _, list in ipairs({ self.global_secondary_indexes or {}, self.local_secondary_indexes or {} }) do
+      for _, ix in ipairs(list) do
+        if ix.name == index then return ix end
+      end
+    end
+    fail(("%s: unknown index %q"):format(label(self), index))
+  end
+  if DynamoTableIndex.is_instance(index) then return index end
+  fail(label(self) .. ": index must be a DynamoTableIndex or its name, got " .. type(index))
+end
+
+local function check_limit(self, limit)
+  if limit == nil then return nil end
+  if math_type(limit) ~= "integer" or limit < 0 then
+    fail(label(self) .. ": limit must be a non-negative integer, got " .. tostring(limit))
+  end
+  return limit
+end
+
+-- The paging iterator shared by query and scan: streams one page at a time;
+-- `limit` counts returned records. `segments` > 1 runs a parallel scan.
+local function pager(self, op, params, limit, page_limit, raw, segments)
+  if limit == 0 then return function() return nil end end
+  local client = self.client
+  local items, pos, n = nil, 0, 0
+  local returned = 0
+  local rc = (not raw) and self.record_class or nil
+  local state -- single: LastEvaluatedKey or false when done; parallel: per-segment keys
+  local started = false
+  local active
+  if segments and segments > 1 then
+    active = {}
+    for s = 0, segments - 1 do active[#active + 1] = { segment = s, lek = nil } end
+  end
+  local function next_page()
+    if page_limit then
+      local lim = page_limit
+      if limit then lim = math_min(lim, limit - returned) end
+      params.Limit = lim
+    end
+    if active then
+      if #active == 0 then return false end
+      local reqs = {}
+      for i, seg in ipairs(active) do
+        params.Segment, params.TotalSegments, params.ExclusiveStartKey = seg.segment, segments, seg.lek
+        reqs[i] = { op, encode_request(self, params) }
+      end
+      local results = client:send_many(reqs, true)
+      local merged, still = {}, {}
+      for i, resp in ipairs(results) do
+        if errors.is(resp) then error(resp, 0) end
+        local its = resp.Items
+        if its then for j = 1, #its do merged[#merged + 1] = its[j] end end
+        if resp.LastEvaluatedKey then
+          active[i].lek = resp.LastEvaluatedKey
+          still[#still + 1] = active[i]
+        end
+      end
+      active = still
+      items, n, pos = merged, #merged, 0
+      return true
+    end
+    if started and not state then return false end
+    params.ExclusiveStartKey = state or nil
+    local resp = client:send(op, encode_request(self, params), true)
+    started = true
+    state = resp.LastEvaluatedKey or false
+    items = resp.Items or {}
+    n, pos = #items, 0
+    return true
+  end
+  return function()
+    while true do
+      if limit and returned >= limit then return nil end
+      if pos < n then
+        pos = pos + 1
+        local item = items[pos]
+        items[pos] = nil
+        returned = returned + 1
+        if rc then return to_output(self, item) end
+        return item
+      end
+      if not next_page() then return nil end
+    end
+  end
+end
+
+local function base_params(self, opts, index)
+  local params = { TableName = self:get_table_name() }
+  if index and index.name then params.IndexName = index.name end
+  if opts.consistent_read then params.ConsistentRead = true end
+  return params
+end
+
+local function page_limit_of(opts, limit)
+  if opts.page_size ~= nil then
+    if math_type(opts.page_size) ~= "integer" or opts.page_size < 1 then
+      fail("page_size must be a positive integer, got " .. tostring(opts.page_size))
+    end
+    return opts.page_size
+  end
+  -- without a filter, Limit = what is still wanted makes the server stop there;
+  -- with a filter Limit would count evaluated items, so pages stay at 1 MB
+  if limit and opts.filter_expression == nil then return limit end
+  return nil
+end
+
+local SORT_OPERATORS = { ["="] = true, ["<"] = true, ["<="] = true, [">"] = true, [">="] = true,
+                         begins_with = true, BETWEEN = true }
+
+local function query_iter(self, opts, raw)
+  local pkv = opts.partition_key
+  if pkv == nil then fail(label(self) .. ": partition_key should be set.") end
+  local index = resolve_index(self, opts.index)
+  local limit = check_limit(self, opts.limit)
+  local x = E()
+  local C = x.ConditionExpression
+  local skv, op = opts.sort_key, opts.sort_key_operator or "="
+  if opts.sort_key_prefix ~= nil then
+    skv, op = opts.sort_key_prefix, "begins_with"
+  end
+  if not SORT_OPERATORS[op] then
+    fail(("%s: sort_key_operator %s is not one of = < <= > >= begins_with BETWEEN"):format(label(self), tostring(op)))
+  end
+  local data = {}
+  local pk_name, sk_name = index.partition_key_name, index.sort_key_name
+  data[pk_name] = pkv
+  local kc = C(pk_name)
+  if skv ~= nil and sk_name then
+    if op == "BETWEEN" then
+      if type(skv) ~= "table" or skv[1] == nil or skv[2] == nil then
+        fail(label(self) .. ": sort_key for BETWEEN must be { low, high }")
+      end
+      data[sk_name .. "_low"], data[sk_name .. "_high"] = skv[1], skv[2]
+      kc = kc & C(sk_name, "BETWEEN", sk_name .. "_low", sk_name .. "_high")
+    else
+      data[sk_name] = skv
+      kc = kc & C(sk_name, op)
+    end
+  end
+  for k, v in pairs(opts.data or {}) do data[k] = v end
+  local r = render{ key_condition = kc, filter = opts.filter_expression,
+                    projection = projection_of(opts.projection), data = data }
+  local params = apply_rendered(base_params(self, opts, index), r)
+  if opts.scan_index_forward == false then params.ScanIndexForward = false end
+  return pager(self, "Query", params, limit, page_limit_of(opts, limit), raw)
+end
+
+--- Queries one partition: `for record in users:query{ partition_key = "p1" } do`.
+-- Options: `partition_key` (required), `index` (a DynamoTableIndex or its
+-- name), `sort_key` with `sort_key_operator` (= < <= > >= begins_with, or
+-- BETWEEN with sort_key = {low, high}), `sort_key_prefix` (begins_with),
+-- `filter_expression`, `data` (values for the expressions, by name),
+-- `projection` (array of names or a ProjectionExpression),
+-- `scan_index_forward`, `limit` (records returned; 0 sends nothing),
+-- `consistent_read`, `page_size` (Limit of each request).
+-- Streams page by page; each iterator keeps its own position.
+function DynamoTable:query(opts)
+  return query_iter(self, check_opts(opts, "query"), false)
+end
+
+local function scan_iter(self, opts, raw)
+  local limit = check_limit(self, opts.limit)
+  local index = opts.index ~= nil and resolve_index(self, opts.index) or nil
+  local params = base_params(self, opts, index)
+  if opts.filter_expression ~= nil or opts.projection ~= nil then
+    local r = render{ filter = opts.filter_expression, projection = projection_of(opts.projection),
+                      data = opts.data or {} }
+    apply_rendered(params, r)
+  end
+  local segments = opts.segments
+  if segments ~= nil and (math_type(segments) ~= "integer" or segments < 1) then
+    fail(label(self) .. ": segments must be a positive integer, got " .. tostring(segments))
+  end
+  return pager(self, "Scan", params, limit, page_limit_of(opts, limit), raw, segments)
+end
+
+--- Scans the table (or `index`): `for record in users:scan{...} do`.
+-- Options: `filter_expression`, `data`, `projection`, `limit` (records
+-- returned), `index`, `consistent_read`, `segments` (parallel scan with that
+-- many segments, requests in flight together), `page_size`.
+function DynamoTable:scan(opts)
+  return scan_iter(self, check_opts(opts, "scan"), false)
+end
+
+---------------------------------------------------------------------------
+-- bulk deletion
+
+local CLEAR_NAMES = { "partition_key_prefix", "sort_key_value", "sort_key_prefix" }
+
+--- Deletes items. With `partition_key`: the items of that partition (query;
+-- `index`, `sort_key`, `sort_key_prefix`, `filter_expression`, `data`, `limit`
+-- apply). Without: a scan of the items matching `partition_key_prefix`,
+-- `sort_key`, `sort_key_prefix` AND `filter_expression` (with `data`), on
+-- `index` when given, at most `limit` of them. No option at all deletes every
+-- item. Returns the number of deleted keys.
+function DynamoTable:clear_table(opts)
+  opts = check_opts(opts, "clear_table")
+  local keys_projection = self.table_keys
+  local source
+  if opts.partition_key ~= nil then
+    source = query_iter(self, {
+      partition_key = opts.partition_key, index = opts.index, sort_key = opts.sort_key,
+      sort_key_prefix = opts.sort_key_prefix, sort_key_operator = opts.sort_key_operator,
+      filter_expression = opts.filter_expression, data = opts.data, limit = opts.limit,
+      projection = keys_projection, consistent_read = opts.consistent_read,
+    }, true)
+  else
+    local C = E().ConditionExpression
+    local filter
+    local data = {}
+    for k, v in pairs(opts.data or {}) do data[k] = v end
+    for _, name in ipairs(CLEAR_NAMES) do
+      if data[name] ~= nil then
+        fail(("%s: clear_table data cannot use the name %s (it is taken by the key options)"):format(label(self),
+          name))
+      end
+    end
+    local function add(c) filter = filter and (filter & c) or c end
+    local index = opts.index ~= nil and resolve_index(self, opts.index) or self.primary_index
+    if opts.partition_key_prefix ~= nil then
+      data.partition_key_prefix = opts.partition_key_prefix
+      add(C(index.partition_key_name, "begins_with", "partition_key_prefix"))
+    end
+    if (opts.sort_key ~= nil or opts.sort_key_prefix ~= nil) and not index.sort_key_name then
+      fail(label(self) .. ": sort_key / sort_key_prefix given, but the index has no sort key")
+    end
+    if opts.sort_key ~= nil then
+      data.sort_key_value = opts.sort_key
+      add(C(index.sort_key_name, "=", "sort_key_value"))
+    end
+    if opts.sort_key_prefix ~= nil then
+      data.sort_key_prefix = opts.sort_key_prefix
+      add(C(index.sort_key_name, "begins_with", "sort_key_prefix"))
+    end
+    if opts.filter_expression ~= nil then add(opts.filter_expression) end
+    source = scan_iter(self, {
+      filter_expression = filter, data = data, limit = opts.limit, index = opts.index,
+      projection = keys_projection, consistent_read = opts.consistent_read, segments = opts.segments,
+    }, true)
+  end
+  local pk, sk = self._pk, self._sk
+  local function raw_prepare(_, item)
+    local key = { [pk] = item[pk] }
+    if sk then key[sk] = item[sk] end
+    return key, key, item_id(pk, sk, item)
+  end
+  local total = batch_delete_run(self, prepared_source(self, source, "clear_table", raw_prepare), nil)
+  invalidate(self)
+  return total
+end
+
+--- Deletes the records this manager owns: the items whose sort key begins with
+-- the class's `sort_key_prefix`. Without a sort_key_prefix the manager cannot
+-- tell its items from others', so this raises instead of wiping the table
+-- (use clear_table() for that).
+function DynamoTable:clear_records()
+  local prefix = self.sort_key_prefix
+  if prefix == nil or prefix == "" then
+    fail(label(self) .. ": clear_records needs sort_key_prefix in the definition "
+      .. "(clear_table() deletes every item)")
+  end
+  if not self._sk then fail(label(self) .. ": clear_records needs a table with a sort key") end
+  return self:clear_table{ sort_key_prefix = prefix }
+end
+
+DynamoTable.__tostring = function(self)
+  local ok, name = pcall(DynamoTable.get_table_name, self)
+  return "<DynamoTable table=" .. (ok and name or "?") .. ">"
+end
+
+return DynamoTable
