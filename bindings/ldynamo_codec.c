@@ -1,4 +1,2071 @@
-/* dynamo.core: the codec area (filled in by its owner). */
+/*
+ * dynamo.core: the codec area. Lua values <-> DynamoDB AttributeValue JSON,
+ * plain JSON for request and response bodies, and the value types that Lua
+ * lacks (NULL, number, binary, set, list and map tags).
+ *
+ * Every value type is recognised by metatable identity: the metatables (and
+ * the NULL userdata) are upvalues of every function here, and the codec
+ * state caches their addresses, so identifying a value costs one
+ * lua_getmetatable and a pointer compare.
+ *
+ * Memory: output and scratch buffers belong to a state userdata (upvalue 1)
+ * that is reused across calls, so a Lua error raised mid-walk never leaks.
+ * A finalizer may run codec functions while a call is under way (decoding
+ * allocates, and allocation runs the GC); the state is then marked busy and
+ * the nested call works on a temporary state of its own.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+
+#include "dynamo/av.h"
+#include "dynamo/json.h"
 #include "ldynamo.h"
 
-void ldynamo_open_codec(lua_State *L) { (void)L; }
+/* Upvalues shared by every function and metamethod of this area. */
+enum {
+    UV_STATE = 1,
+    UV_NULL,
+    UV_MT_NUMBER,
+    UV_MT_BINARY,
+    UV_MT_SET, /* a set whose element type is not known yet (empty) */
+    UV_MT_SS,
+    UV_MT_NS,
+    UV_MT_BS,
+    UV_MT_LIST,
+    UV_MT_MAP,
+    UV_MT_ITEM,
+    UV_MT_AV,
+    UV_COUNT = UV_MT_AV
+};
+
+#define AV_MAX_DEPTH 32    /* DynamoDB's nesting limit for lists and maps */
+#define JSON_MAX_DEPTH 128 /* plain JSON written by json_encode */
+#define PATH_MAX_FRAMES (JSON_MAX_DEPTH + AV_MAX_DEPTH + 8)
+#define OUT_KEEP (1u << 20) /* a larger output buffer is freed after use */
+
+/*
+ * A map member already written to the output, waiting to be put in key
+ * order: the key's bytes (anchored by the table) and where its text lies.
+ */
+struct s_entry {
+    const char *key;
+    size_t len;
+    size_t start, end;
+};
+
+#define HINT_LEVELS 8
+#define PERM_MAX 32 /* maps up to this size remember their key order */
+
+/* The key order of the last map written at one nesting level. */
+struct s_perm {
+    size_t n;
+    unsigned char order[PERM_MAX]; /* traversal positions, in key order */
+};
+
+struct s_state {
+    struct dyn_allocator alloc;
+    struct dyn_buf out;     /* encoder output */
+    struct dyn_buf scratch; /* unescaped strings, base64, long numbers */
+    struct s_entry *entries;
+    size_t nentries, capentries;
+    int busy;
+    /* Members seen in the last map decoded at each depth: tables are made
+       that size, since items of one table tend to share a shape. */
+    int hint[HINT_LEVELS];
+    /* Same-shaped items traverse their keys in the same order: the last
+       sorting permutation per level is tried (and checked) first. */
+    struct s_perm perm[HINT_LEVELS];
+    const void *null_ud, *mt_number, *mt_binary, *mt_set, *mt_ss, *mt_ns, *mt_bs, *mt_list, *mt_map, *mt_item,
+        *mt_av;
+};
+
+/* A number: canonical text, NUL-terminated. */
+struct s_num {
+    unsigned short len;
+    char text[1];
+};
+
+/* One step of the path shown in error messages: a map key or a list index. */
+struct s_frame {
+    const char *key; /* NULL: index */
+    size_t len;
+    lua_Integer index;
+};
+
+/* What a walk over Lua values carries. */
+struct s_walk {
+    lua_State *L;
+    struct s_state *st;
+    struct dyn_buf *out;
+    const char *root;
+    int nframes;
+    struct s_frame path[PATH_MAX_FRAMES];
+};
+
+/* ---- state ------------------------------------------------------------ */
+
+static void s_state_release(struct s_state *st) {
+    dyn_buf_free(&st->out);
+    dyn_buf_free(&st->scratch);
+    dyn_mem_free(&st->alloc, st->entries, st->capentries * sizeof *st->entries);
+    st->entries = NULL;
+    st->nentries = st->capentries = 0;
+}
+
+static int l_state_gc(lua_State *L) {
+    struct s_state *st = lua_touserdata(L, 1);
+    if (st) s_state_release(st);
+    return 0;
+}
+
+/* Pushes a fresh state userdata (with its __gc) and returns it. */
+static struct s_state *s_state_new(lua_State *L) {
+    struct s_state *st = lua_newuserdatauv(L, sizeof *st, 0);
+    void *ud;
+    memset(st, 0, sizeof *st);
+    st->alloc.fn = lua_getallocf(L, &ud);
+    st->alloc.ud = ud;
+    dyn_buf_init(&st->out, &st->alloc);
+    dyn_buf_init(&st->scratch, &st->alloc);
+    if (luaL_newmetatable(L, "dynamo.codec_state")) {
+        lua_pushcfunction(L, l_state_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    return st;
+}
+
+/*
+ * The state for this call: the shared one, or, when a call is already under
+ * way (a finalizer re-entered us), a temporary one pushed on the stack.
+ */
+static struct s_state *s_acquire(lua_State *L) {
+    struct s_state *st = lua_touserdata(L, lua_upvalueindex(UV_STATE));
+    if (st->busy) {
+        struct s_state *tmp = s_state_new(L);
+        tmp->null_ud = st->null_ud;
+        tmp->mt_number = st->mt_number;
+        tmp->mt_binary = st->mt_binary;
+        tmp->mt_set = st->mt_set;
+        tmp->mt_ss = st->mt_ss;
+        tmp->mt_ns = st->mt_ns;
+        tmp->mt_bs = st->mt_bs;
+        tmp->mt_list = st->mt_list;
+        tmp->mt_map = st->mt_map;
+        tmp->mt_item = st->mt_item;
+        tmp->mt_av = st->mt_av;
+        st = tmp;
+    }
+    st->busy = 1;
+    dyn_buf_reset(&st->out);
+    dyn_buf_reset(&st->scratch);
+    st->nentries = 0;
+    return st;
+}
+
+static void s_release(struct s_state *st) {
+    st->busy = 0;
+    if (st->out.cap > OUT_KEEP) dyn_buf_free(&st->out);
+    if (st->scratch.cap > OUT_KEEP) dyn_buf_free(&st->scratch);
+}
+
+/* ---- value identification -------------------------------------------- */
+
+enum s_kind {
+    K_BAD,
+    K_NIL,
+    K_STRING,
+    K_INT,
+    K_FLOAT,
+    K_BOOL,
+    K_NULL,
+    K_NUMBER,
+    K_BINARY,
+    K_SET,  /* a set of no element type yet */
+    K_SS,
+    K_NS,
+    K_BS,
+    K_LIST,  /* tagged list */
+    K_MAP,   /* tagged map */
+    K_TABLE, /* untagged table: list or map by its keys */
+    K_ITEM,  /* as_item wrapper */
+    K_AV     /* as_av wrapper */
+};
+
+static enum s_kind s_kind_of(lua_State *L, const struct s_state *st, int idx) {
+    const void *mt;
+    switch (lua_type(L, idx)) {
+    case LUA_TSTRING: return K_STRING;
+    case LUA_TNUMBER: return lua_isinteger(L, idx) ? K_INT : K_FLOAT;
+    case LUA_TBOOLEAN: return K_BOOL;
+    case LUA_TNIL: return K_NIL;
+    case LUA_TTABLE:
+        if (!lua_getmetatable(L, idx)) return K_TABLE;
+        mt = lua_topointer(L, -1);
+        lua_pop(L, 1);
+        if (mt == st->mt_list) return K_LIST;
+        if (mt == st->mt_map) return K_MAP;
+        if (mt == st->mt_ss) return K_SS;
+        if (mt == st->mt_ns) return K_NS;
+        if (mt == st->mt_bs) return K_BS;
+        if (mt == st->mt_set) return K_SET;
+        if (mt == st->mt_item) return K_ITEM;
+        if (mt == st->mt_av) return K_AV;
+        return K_TABLE;
+    case LUA_TUSERDATA:
+        if (lua_touserdata(L, idx) == st->null_ud) return K_NULL;
+        if (!lua_getmetatable(L, idx)) return K_BAD;
+        mt = lua_topointer(L, -1);
+        lua_pop(L, 1);
+        if (mt == st->mt_number) return K_NUMBER;
+        if (mt == st->mt_binary) return K_BINARY;
+        return K_BAD;
+    default: return K_BAD;
+    }
+}
+
+static struct s_state *s_shared(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(UV_STATE)); }
+
+/* Canonical text of a number object at idx (known to be one). */
+static const struct s_num *s_num_at(lua_State *L, int idx) { return lua_touserdata(L, idx); }
+
+static void s_push_number_obj(lua_State *L, const char *text, size_t len) {
+    struct s_num *n = lua_newuserdatauv(L, sizeof(struct s_num) + len, 0);
+    n->len = (unsigned short)len;
+    memcpy(n->text, text, len);
+    n->text[len] = '\0';
+    lua_pushvalue(L, lua_upvalueindex(UV_MT_NUMBER));
+    lua_setmetatable(L, -2);
+}
+
+/* Pushes a binary object holding the string at the top (which it replaces). */
+static void s_wrap_binary(lua_State *L) {
+    lua_newuserdatauv(L, 0, 1);
+    lua_insert(L, -2);
+    lua_setiuservalue(L, -2, 1);
+    lua_pushvalue(L, lua_upvalueindex(UV_MT_BINARY));
+    lua_setmetatable(L, -2);
+}
+
+/* Bytes of the binary object at idx; the string stays pushed (anchor). */
+static dyn_slice s_binary_bytes(lua_State *L, int idx) {
+    size_t n;
+    const char *p;
+    lua_getiuservalue(L, idx, 1);
+    p = lua_tolstring(L, -1, &n);
+    return dyn_slice_make(p ? p : "", p ? n : 0);
+}
+
+/* ---- errors ----------------------------------------------------------- */
+
+static int s_is_ident(const char *k, size_t n) {
+    size_t i;
+    if (n == 0 || !((k[0] >= 'a' && k[0] <= 'z') || (k[0] >= 'A' && k[0] <= 'Z') || k[0] == '_')) return 0;
+    for (i = 1; i < n; i++) {
+        char c = k[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_')) return 0;
+    }
+    return 1;
+}
+
+/* Appends the path ("item.address.geo[2]", `x["odd key"]`) to b. */
+static void s_add_path(struct s_walk *w, luaL_Buffer *b) {
+    int i;
+    luaL_addstring(b, w->root);
+    for (i = 0; i < w->nframes; i++) {
+        const struct s_frame *f = &w->path[i];
+        if (!f->key) {
+            char num[32];
+            snprintf(num, sizeof num, "[%lld]", (long long)f->index);
+            luaL_addstring(b, num);
+        } else if (s_is_ident(f->key, f->len)) {
+            luaL_addchar(b, '.');
+            luaL_addlstring(b, f->key, f->len);
+        } else {
+            size_t j;
+            luaL_addstring(b, "[\"");
+            for (j = 0; j < f->len; j++) {
+                unsigned char c = (unsigned char)f->key[j];
+                if (c == '"' || c == '\\') {
+                    luaL_addchar(b, '\\');
+                    luaL_addchar(b, (char)c);
+                } else if (c < 0x20 || c == 0x7f) {
+                    char esc[8];
+                    snprintf(esc, sizeof esc, "\\%d", c);
+                    luaL_addstring(b, esc);
+                } else {
+                    luaL_addchar(b, (char)c);
+                }
+            }
+            luaL_addstring(b, "\"]");
+        }
+    }
+}
+
+/* Raises "<path>: <message>", after releasing the state. */
+static int s_fail(struct s_walk *w, const char *fmt, ...) {
+    lua_State *L = w->L;
+    luaL_Buffer b;
+    va_list ap;
+    s_release(w->st);
+    luaL_buffinit(L, &b);
+    s_add_path(w, &b);
+    luaL_addstring(&b, ": ");
+    va_start(ap, fmt);
+    lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    luaL_addvalue(&b);
+    luaL_pushresult(&b);
+    return lua_error(L);
+}
+
+static int s_oom(struct s_walk *w) {
+    s_release(w->st);
+    return luaL_error(w->L, "not enough memory");
+}
+
+static const char *s_num_err_text(enum dyn_av_num_err why) {
+    switch (why) {
+    case DYN_AV_NUM_PRECISION: return "number has more than 38 significant digits";
+    case DYN_AV_NUM_TOO_LARGE:
+        return "number too large for DynamoDB (magnitude above 9.9999999999999999999999999999999999999E+125)";
+    case DYN_AV_NUM_TOO_SMALL: return "number too small for DynamoDB (non-zero magnitude below 1E-130)";
+    case DYN_AV_NUM_NOT_FINITE: return "not a finite number";
+    default: return "not a decimal number";
+    }
+}
+
+static void s_push_frame_key(struct s_walk *w, const char *k, size_t n) {
+    struct s_frame *f;
+    if (w->nframes >= PATH_MAX_FRAMES) s_fail(w, "nesting too deep");
+    f = &w->path[w->nframes++];
+    f->key = k;
+    f->len = n;
+}
+
+static void s_push_frame_index(struct s_walk *w, lua_Integer i) {
+    struct s_frame *f;
+    if (w->nframes >= PATH_MAX_FRAMES) s_fail(w, "nesting too deep");
+    f = &w->path[w->nframes++];
+    f->key = NULL;
+    f->index = i;
+}
+
+/* ---- output helpers --------------------------------------------------- */
+
+static inline char *s_room(struct s_walk *w, size_t n) {
+    struct dyn_buf *o = w->out;
+    if (o->cap - o->len <= n && dyn_buf_reserve(o, n) != DYN_OK) s_oom(w);
+    return o->ptr + o->len;
+}
+
+static inline void s_put(struct s_walk *w, const char *s, size_t n) {
+    memcpy(s_room(w, n), s, n);
+    w->out->len += n;
+}
+
+#define PUT_LIT(w, s) s_put((w), (s), sizeof(s) - 1)
+
+static inline void s_putc(struct s_walk *w, char c) {
+    *s_room(w, 1) = c;
+    w->out->len++;
+}
+
+static void s_put_int(struct s_walk *w, lua_Integer v) {
+    char *p = s_room(w, 24);
+    w->out->len += dyn_av_format_int((int64_t)v, p);
+}
+
+/* Writes a string value as JSON; raises on invalid UTF-8. */
+static void s_put_string(struct s_walk *w, const char *s, size_t n) {
+    int rc = dyn_json_write_string(w->out, dyn_slice_make(s, n));
+    if (rc == DYN_ENOMEM) s_oom(w);
+    if (rc != DYN_OK) {
+        size_t bad = 0;
+        dyn_utf8_valid(dyn_slice_make(s, n), &bad);
+        s_fail(w, "string is not valid UTF-8 (byte %d); use dynamo.binary for raw bytes", (int)bad + 1);
+    }
+}
+
+/* Canonical N text of a Lua number at idx (integer or float); raises. */
+static size_t s_lua_number_text(struct s_walk *w, int idx, char *buf) {
+    size_t len;
+    enum dyn_av_num_err why;
+    lua_Number d;
+    if (lua_isinteger(w->L, idx)) return dyn_av_format_int((int64_t)lua_tointeger(w->L, idx), buf);
+    d = lua_tonumber(w->L, idx);
+    if (dyn_av_number_from_double(d, buf, &len, &why) == DYN_OK) return len;
+    if (why == DYN_AV_NUM_NOT_FINITE)
+        s_fail(w, "%s cannot be stored in DynamoDB", isnan(d) ? "NaN" : d > 0 ? "inf" : "-inf");
+    s_fail(w, "%s", s_num_err_text(why));
+    return 0;
+}
+
+static void s_put_base64(struct s_walk *w, dyn_slice bytes) {
+    s_putc(w, '"');
+    if (dyn_base64_encode(bytes, w->out) != DYN_OK) s_oom(w);
+    s_putc(w, '"');
+}
+
+/* ---- table shape ------------------------------------------------------ */
+
+/*
+ * Checks that the table at idx holds exactly the keys 1..n (n = its border)
+ * and returns n; raises with the reason when it does not.
+ */
+static lua_Integer s_check_sequence(struct s_walk *w, int idx, lua_Integer n) {
+    lua_State *L = w->L;
+    lua_Integer count = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (lua_isinteger(L, -1)) {
+            lua_Integer k = lua_tointeger(L, -1);
+            if (k < 1 || k > n) s_fail(w, "sparse array or integer key in a map (key %I)", (LUAI_UACINT)k);
+            count++;
+        } else if (lua_type(L, -1) == LUA_TSTRING) {
+            s_fail(w, "table mixes sequence and string keys");
+        } else if (lua_type(L, -1) == LUA_TNUMBER) {
+            s_fail(w, "table key %f is not a sequence index nor a string", (LUAI_UACNUMBER)lua_tonumber(L, -1));
+        } else {
+            s_fail(w, "table key of type %s (map keys must be strings)", luaL_typename(L, -1));
+        }
+    }
+    if (count != n) {
+        lua_Integer i;
+        for (i = 1; i <= n; i++) {
+            int t = lua_rawgeti(L, idx, i);
+            lua_pop(L, 1);
+            if (t == LUA_TNIL) break;
+        }
+        s_fail(w, "sparse array (no value at [%I])", (LUAI_UACINT)i);
+    }
+    return n;
+}
+
+/* Raises for the non-string key at the top - 1 of the stack. */
+static void s_bad_key(struct s_walk *w) {
+    lua_State *L = w->L;
+    if (lua_isinteger(L, -2))
+        s_fail(w, "sparse array or integer key in a map (key %I)", (LUAI_UACINT)lua_tointeger(L, -2));
+    if (lua_type(L, -2) == LUA_TNUMBER)
+        s_fail(w, "table key %f is not a sequence index nor a string", (LUAI_UACNUMBER)lua_tonumber(L, -2));
+    s_fail(w, "table key of type %s (map keys must be strings)", luaL_typename(L, -2));
+}
+
+/* Byte order of keys; the first byte settles most comparisons. */
+static inline int s_entry_cmp(const struct s_entry *a, const struct s_entry *b) {
+    size_t n;
+    int c;
+    if (a->len && b->len && a->key[0] != b->key[0]) return (unsigned char)a->key[0] < (unsigned char)b->key[0] ? -1 : 1;
+    n = a->len < b->len ? a->len : b->len;
+    c = n ? memcmp(a->key, b->key, n) : 0;
+    if (c) return c;
+    return a->len < b->len ? -1 : a->len > b->len;
+}
+
+static int s_entry_qcmp(const void *a, const void *b) { return s_entry_cmp(a, b); }
+
+static void s_sort_entries(struct s_entry *e, size_t n) {
+    size_t i, j;
+    if (n > 24) {
+        qsort(e, n, sizeof *e, s_entry_qcmp);
+        return;
+    }
+    /* Items have a handful of attributes: insertion sort wins there. */
+    for (i = 1; i < n; i++) {
+        struct s_entry t = e[i];
+        for (j = i; j > 0 && s_entry_cmp(&e[j - 1], &t) > 0; j--) e[j] = e[j - 1];
+        e[j] = t;
+    }
+}
+
+/* Writes a map key, checking UTF-8 (the path names the map). */
+static void s_put_key(struct s_walk *w, const char *k, size_t n) {
+    int rc = dyn_json_write_string(w->out, dyn_slice_make(k, n));
+    if (rc == DYN_ENOMEM) s_oom(w);
+    if (rc != DYN_OK) {
+        size_t bad = 0;
+        dyn_utf8_valid(dyn_slice_make(k, n), &bad);
+        s_fail(w, "map key is not valid UTF-8 (byte %d)", (int)bad + 1);
+    }
+}
+
+/*
+ * Members [first, first + n) were written in traversal order from `from`
+ * (every one but the first with its leading comma). Rewrites them in key
+ * order: the same bytes, moved once through the scratch buffer.
+ */
+static void s_reorder(struct s_walk *w, size_t first, size_t n, size_t from, int level) {
+    struct s_state *st = w->st;
+    const struct s_entry *e = st->entries + first;
+    struct dyn_buf *o = w->out;
+    struct s_perm *pm = &st->perm[level < HINT_LEVELS ? level : HINT_LEVELS - 1];
+    unsigned char local[PERM_MAX];
+    unsigned char *ord = local;
+    size_t i, j, size = o->len - from, pos = from;
+    if (n > PERM_MAX) {
+        /* Big maps: sort the entries themselves. */
+        s_sort_entries(st->entries + first, n);
+        ord = NULL;
+    } else {
+        int ok = pm->n == n;
+        for (i = 1; ok && i < n; i++) ok = s_entry_cmp(&e[pm->order[i - 1]], &e[pm->order[i]]) < 0;
+        if (ok) {
+            ord = pm->order;
+        } else {
+            for (i = 0; i < n; i++) { /* insertion sort of positions */
+                unsigned char t = (unsigned char)i;
+                for (j = i; j > 0 && s_entry_cmp(&e[local[j - 1]], &e[t]) > 0; j--) local[j] = local[j - 1];
+                local[j] = t;
+            }
+            memcpy(pm->order, local, n);
+            pm->n = n;
+        }
+        for (i = 0; i < n && ord[i] == i; i++) {
+        }
+        if (i == n) return; /* traversal order is key order */
+    }
+    dyn_buf_reset(&st->scratch);
+    if (dyn_buf_append(&st->scratch, o->ptr + from, size) != DYN_OK) s_oom(w);
+    for (i = 0; i < n; i++) {
+        const struct s_entry *x = ord ? &e[ord[i]] : &e[i];
+        const char *seg = st->scratch.ptr + (x->start - from);
+        size_t len = x->end - x->start;
+        if (seg[0] == ',') {
+            seg++;
+            len--;
+        }
+        if (i) o->ptr[pos++] = ',';
+        memcpy(o->ptr + pos, seg, len);
+        pos += len;
+    }
+}
+
+/* ---- walkers ---------------------------------------------------------- */
+
+static void s_enc_av(struct s_walk *w, int idx, int level);
+static void s_enc_json(struct s_walk *w, int idx, int level);
+
+static inline void s_enc_value(struct s_walk *w, int idx, int level, int json) {
+    if (json) s_enc_json(w, idx, level);
+    else s_enc_av(w, idx, level);
+}
+
+/* Writes {"k":V,...} for the map at idx, keys in byte order. */
+static void s_write_map(struct s_walk *w, int idx, int level, int json) {
+    lua_State *L = w->L;
+    struct s_state *st = w->st;
+    size_t first = st->nentries, n = 0, from;
+    if (!lua_checkstack(L, 6)) s_fail(w, "nesting too deep");
+    s_putc(w, '{');
+    from = w->out->len;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        struct s_entry *e;
+        const char *k;
+        size_t kn;
+        if (lua_type(L, -2) != LUA_TSTRING) s_bad_key(w);
+        if (first + n == st->capentries) {
+            size_t ncap = st->capentries ? st->capentries * 2 : 64;
+            void *p = dyn_mem_realloc(&st->alloc, st->entries, st->capentries * sizeof *e, ncap * sizeof *e);
+            if (!p) s_oom(w);
+            st->entries = p;
+            st->capentries = ncap;
+        }
+        k = lua_tolstring(L, -2, &kn); /* anchored by the table */
+        e = &st->entries[first + n];
+        e->key = k;
+        e->len = kn;
+        e->start = w->out->len;
+        st->nentries = first + n + 1; /* nested maps stack theirs above */
+        if (n) s_putc(w, ',');
+        s_put_key(w, k, kn);
+        s_putc(w, ':');
+        s_push_frame_key(w, k, kn);
+        s_enc_value(w, lua_gettop(L), level, json);
+        w->nframes--;
+        st->entries[first + n].end = w->out->len; /* the array may have moved */
+        n++;
+        lua_pop(L, 1);
+    }
+    if (n > 1) s_reorder(w, first, n, from, level);
+    s_putc(w, '}');
+    st->nentries = first;
+}
+
+/* Writes [V,...] for the sequence 1..n at idx (checked to be one). */
+static void s_write_list(struct s_walk *w, int idx, lua_Integer n, int level, int json) {
+    lua_State *L = w->L;
+    size_t mark = w->out->len;
+    int frames = w->nframes;
+    lua_Integer i = 0;
+    if (!lua_checkstack(L, 6)) s_fail(w, "nesting too deep");
+    s_putc(w, '[');
+    /* One pass when traversal yields 1, 2, ... n, as it does for tables
+       whose elements all sit in the array part. */
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (i >= n || !lua_isinteger(L, -2) || lua_tointeger(L, -2) != i + 1) {
+            lua_pop(L, 2);
+            goto slow;
+        }
+        if (i++) s_putc(w, ',');
+        s_push_frame_index(w, i);
+        s_enc_value(w, lua_gettop(L), level, json);
+        w->nframes--;
+        lua_pop(L, 1);
+    }
+    if (i != n) goto slow;
+    s_putc(w, ']');
+    return;
+slow:
+    w->nframes = frames;
+    dyn_buf_truncate(w->out, mark);
+    s_check_sequence(w, idx, n); /* raises unless 1..n are the only keys */
+    s_putc(w, '[');
+    for (i = 1; i <= n; i++) {
+        if (i > 1) s_putc(w, ',');
+        lua_rawgeti(L, idx, i);
+        s_push_frame_index(w, i);
+        s_enc_value(w, lua_gettop(L), level, json);
+        w->nframes--;
+        lua_pop(L, 1);
+    }
+    s_putc(w, ']');
+}
+
+/* Lists and maps: tagged, or told apart by their keys. */
+static void s_write_table(struct s_walk *w, int idx, enum s_kind k, int level, int json) {
+    lua_Integer n;
+    int max = json ? JSON_MAX_DEPTH : AV_MAX_DEPTH;
+    if (level >= max) s_fail(w, "nesting deeper than %d levels", max);
+    n = k == K_MAP ? 0 : (lua_Integer)lua_rawlen(w->L, idx);
+    if (k == K_LIST || n > 0) {
+        if (!json) PUT_LIT(w, "{\"L\":");
+        s_write_list(w, idx, n, level + 1, json);
+    } else {
+        if (!json) PUT_LIT(w, "{\"M\":");
+        s_write_map(w, idx, level + 1, json);
+    }
+    if (!json) s_putc(w, '}');
+}
+
+/* Writes the elements of the set at idx: "SS":[...] (or a plain array). */
+static void s_write_set(struct s_walk *w, int idx, enum s_kind k, int json) {
+    lua_State *L = w->L;
+    lua_Integer n = (lua_Integer)lua_rawlen(L, idx), i;
+    char buf[DYN_AV_NUM_MAX];
+    if (!json) {
+        if (n == 0 || k == K_SET) s_fail(w, "empty set cannot be stored in DynamoDB");
+        PUT_LIT(w, "{\"");
+        s_putc(w, k == K_SS ? 'S' : k == K_NS ? 'N' : 'B');
+        PUT_LIT(w, "S\":");
+    }
+    s_putc(w, '[');
+    for (i = 1; i <= n; i++) {
+        int top;
+        enum s_kind ek;
+        lua_rawgeti(L, idx, i);
+        top = lua_gettop(L);
+        ek = s_kind_of(L, w->st, top);
+        if (i > 1) s_putc(w, ',');
+        s_push_frame_index(w, i);
+        if (k == K_SS && ek == K_STRING) {
+            size_t len;
+            const char *s = lua_tolstring(L, top, &len);
+            s_put_string(w, s, len);
+        } else if (k == K_NS && (ek == K_INT || ek == K_FLOAT || ek == K_NUMBER)) {
+            size_t len;
+            const char *text = buf;
+            if (ek == K_NUMBER) {
+                text = s_num_at(L, top)->text;
+                len = s_num_at(L, top)->len;
+            } else {
+                len = s_lua_number_text(w, top, buf);
+            }
+            if (!json) s_putc(w, '"');
+            s_put(w, text, len);
+            if (!json) s_putc(w, '"');
+        } else if (k == K_BS && ek == K_BINARY) {
+            s_put_base64(w, s_binary_bytes(L, top));
+        } else {
+            s_fail(w, "%s element in a %s set", luaL_typename(L, top),
+                   k == K_SS ? "string" : k == K_NS ? "number" : k == K_BS ? "binary" : "typeless");
+        }
+        w->nframes--;
+        lua_settop(L, top - 1);
+    }
+    s_putc(w, ']');
+    if (!json) s_putc(w, '}');
+}
+
+static void s_bad_value(struct s_walk *w, int idx) {
+    int t = lua_type(w->L, idx);
+    if (t == LUA_TNIL || t == LUA_TNONE) s_fail(w, "nil cannot be stored in DynamoDB");
+    s_fail(w, "a %s cannot be stored in DynamoDB", luaL_typename(w->L, idx));
+}
+
+static void s_enc_item(struct s_walk *w, int idx);
+
+/* Writes one AttributeValue for the Lua value at idx (absolute). */
+static void s_enc_av(struct s_walk *w, int idx, int level) {
+    lua_State *L = w->L;
+    enum s_kind k;
+    switch (lua_type(L, idx)) {
+    case LUA_TSTRING: {
+        size_t n;
+        const char *s = lua_tolstring(L, idx, &n);
+        PUT_LIT(w, "{\"S\":");
+        s_put_string(w, s, n);
+        s_putc(w, '}');
+        return;
+    }
+    case LUA_TNUMBER: {
+        int isint;
+        lua_Integer i = lua_tointegerx(L, idx, &isint); /* also integral floats: same text */
+        PUT_LIT(w, "{\"N\":\"");
+        if (isint) {
+            s_put_int(w, i);
+        } else {
+            char buf[DYN_AV_NUM_MAX];
+            size_t n = s_lua_number_text(w, idx, buf);
+            s_put(w, buf, n);
+        }
+        PUT_LIT(w, "\"}");
+        return;
+    }
+    case LUA_TBOOLEAN:
+        if (lua_toboolean(L, idx)) PUT_LIT(w, "{\"BOOL\":true}");
+        else PUT_LIT(w, "{\"BOOL\":false}");
+        return;
+    default: break;
+    }
+    k = s_kind_of(L, w->st, idx);
+    switch (k) {
+    case K_NUMBER: {
+        const struct s_num *num = s_num_at(L, idx);
+        PUT_LIT(w, "{\"N\":\"");
+        s_put(w, num->text, num->len);
+        PUT_LIT(w, "\"}");
+        return;
+    }
+    case K_NULL: PUT_LIT(w, "{\"NULL\":true}"); return;
+    case K_BINARY:
+        PUT_LIT(w, "{\"B\":");
+        s_put_base64(w, s_binary_bytes(L, idx));
+        lua_pop(L, 1);
+        s_putc(w, '}');
+        return;
+    case K_SET:
+    case K_SS:
+    case K_NS:
+    case K_BS: s_write_set(w, idx, k, 0); return;
+    case K_LIST:
+    case K_MAP:
+    case K_TABLE: s_write_table(w, idx, k, level, 0); return;
+    case K_ITEM:
+    case K_AV:
+        /* A wrapper inside an AV: the wrapped value is what is meant. */
+        lua_rawgeti(L, idx, 1);
+        s_enc_av(w, lua_gettop(L), level);
+        lua_pop(L, 1);
+        return;
+    default: s_bad_value(w, idx);
+    }
+}
+
+/* Writes the item at idx as an AV map; it must be map-shaped. */
+static void s_enc_item(struct s_walk *w, int idx) {
+    lua_State *L = w->L;
+    enum s_kind k = s_kind_of(L, w->st, idx);
+    if (k == K_ITEM || k == K_AV) {
+        lua_rawgeti(L, idx, 1);
+        s_enc_item(w, lua_gettop(L));
+        lua_pop(L, 1);
+        return;
+    }
+    if (k != K_TABLE && k != K_MAP)
+        s_fail(w, "an item must be a table with string keys, got %s", k == K_NIL ? "nil" : luaL_typename(L, idx));
+    if (k == K_TABLE && lua_rawlen(L, idx) > 0) {
+        s_check_sequence(w, idx, (lua_Integer)lua_rawlen(L, idx));
+        s_fail(w, "an item must be a map (table with string keys), got a sequence");
+    }
+    s_write_map(w, idx, 0, 0);
+}
+
+/* Writes a Lua float as a JSON number: shortest digits, plain when it can. */
+static void s_put_json_float(struct s_walk *w, lua_Number d) {
+    char buf[DYN_AV_NUM_MAX];
+    size_t len;
+    enum dyn_av_num_err why;
+    int rc = dyn_av_number_from_double(d, buf, &len, &why);
+    if (rc == DYN_OK) {
+        s_put(w, buf, len);
+    } else if (why == DYN_AV_NUM_NOT_FINITE) {
+        s_fail(w, "%s cannot be written as JSON", isnan(d) ? "NaN" : d > 0 ? "inf" : "-inf");
+    } else {
+        /* Beyond DynamoDB's range: JSON still takes it, in exponent form. */
+        char dig[17];
+        int q, n = dyn_av_double_digits(d, dig, &q);
+        char *p = s_room(w, 40);
+        size_t o = 0;
+        if (d < 0) p[o++] = '-';
+        p[o++] = dig[0];
+        if (n > 1) {
+            p[o++] = '.';
+            memcpy(p + o, dig + 1, (size_t)n - 1);
+            o += (size_t)n - 1;
+        }
+        o += (size_t)snprintf(p + o, 16, "e%d", q + n - 1);
+        w->out->len += o;
+    }
+}
+
+/* Writes the Lua value at idx as plain JSON. */
+static void s_enc_json(struct s_walk *w, int idx, int level) {
+    lua_State *L = w->L;
+    enum s_kind k;
+    switch (lua_type(L, idx)) {
+    case LUA_TSTRING: {
+        size_t n;
+        const char *s = lua_tolstring(L, idx, &n);
+        s_put_string(w, s, n);
+        return;
+    }
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx)) s_put_int(w, lua_tointeger(L, idx));
+        else s_put_json_float(w, lua_tonumber(L, idx));
+        return;
+    case LUA_TBOOLEAN:
+        if (lua_toboolean(L, idx)) PUT_LIT(w, "true");
+        else PUT_LIT(w, "false");
+        return;
+    default: break;
+    }
+    k = s_kind_of(L, w->st, idx);
+    switch (k) {
+    case K_NUMBER: s_put(w, s_num_at(L, idx)->text, s_num_at(L, idx)->len); return;
+    case K_NULL: PUT_LIT(w, "null"); return;
+    case K_BINARY:
+        s_put_base64(w, s_binary_bytes(L, idx));
+        lua_pop(L, 1);
+        return;
+    case K_SET:
+    case K_SS:
+    case K_NS:
+    case K_BS: s_write_set(w, idx, k, 1); return;
+    case K_ITEM:
+        lua_rawgeti(L, idx, 1);
+        s_enc_item(w, lua_gettop(L));
+        lua_pop(L, 1);
+        return;
+    case K_AV:
+        lua_rawgeti(L, idx, 1);
+        s_enc_av(w, lua_gettop(L), 0);
+        lua_pop(L, 1);
+        return;
+    case K_LIST:
+    case K_MAP:
+    case K_TABLE: s_write_table(w, idx, k, level, 1); return;
+    default: s_bad_value(w, idx);
+    }
+}
+
+static void s_walk_init(struct s_walk *w, lua_State *L, struct s_state *st, const char *root) {
+    w->L = L;
+    w->st = st;
+    w->out = &st->out;
+    w->root = root;
+    w->nframes = 0;
+}
+
+/* Pushes the output buffer as a string and releases the state. */
+static int s_finish_out(lua_State *L, struct s_state *st) {
+    lua_pushlstring(L, st->out.len ? st->out.ptr : "", st->out.len);
+    s_release(st);
+    return 1;
+}
+
+/* ---- JSON / AV reader -> Lua ----------------------------------------- */
+
+struct s_read {
+    lua_State *L;
+    struct s_state *st;
+    int depth; /* AV maps open, for the size hints */
+    struct dyn_json_reader r;
+};
+
+static int s_read_fail_at(struct s_read *d, size_t pos, const char *what) {
+    s_release(d->st);
+    return luaL_error(d->L, "json: %s at byte %d", what, (int)pos + 1);
+}
+
+static int s_read_fail(struct s_read *d) { return s_read_fail_at(d, d->r.err_pos, d->r.err); }
+
+/* Offset of the start of token t (the quote of a string). */
+static size_t s_tok_pos(const struct s_read *d, const struct dyn_json_token *t) {
+    size_t pos = (size_t)(t->text.ptr - d->r.begin);
+    if ((t->type == DYN_JSON_STRING || t->type == DYN_JSON_KEY) && pos > 0) pos--;
+    return pos;
+}
+
+static void s_next(struct s_read *d, struct dyn_json_token *t) {
+    if (dyn_json_next(&d->r, t) != DYN_OK) s_read_fail(d);
+}
+
+/* The value of a string token (unescaped into scratch when needed). */
+static dyn_slice s_tok_string(struct s_read *d, const struct dyn_json_token *t) {
+    if (!t->escaped) return t->text;
+    dyn_buf_reset(&d->st->scratch);
+    if (dyn_json_unescape(t->text, &d->st->scratch) != DYN_OK) {
+        s_release(d->st);
+        luaL_error(d->L, "not enough memory");
+    }
+    return dyn_buf_slice(&d->st->scratch);
+}
+
+static void s_push_tok_string(struct s_read *d, const struct dyn_json_token *t) {
+    dyn_slice s = s_tok_string(d, t);
+    lua_pushlstring(d->L, s.ptr, s.len);
+}
+
+/*
+ * Pushes the native value of N text (any decimal text): an integer, a float
+ * or a number object. Returns DYN_OK or the canonicaliser's status.
+ */
+static int s_push_n(lua_State *L, dyn_slice t, enum dyn_av_num_err *why) {
+    const char *p = t.ptr;
+    size_t n = t.len, i = 0;
+    char buf[DYN_AV_NUM_MAX];
+    size_t len;
+    int64_t iv;
+    double dv;
+    int rc;
+    /* Fast path: plain integers of up to 18 digits are exact and canonical. */
+    if (n && p[0] == '-') i = 1;
+    if (n > i && n - i <= 18 && (p[i] != '0' || n - i == 1) && !(i && p[i] == '0')) {
+        uint64_t u = 0;
+        size_t j;
+        for (j = i; j < n && p[j] >= '0' && p[j] <= '9'; j++) u = u * 10 + (uint64_t)(p[j] - '0');
+        if (j == n) {
+            lua_pushinteger(L, i ? -(lua_Integer)u : (lua_Integer)u);
+            return DYN_OK;
+        }
+    }
+    if ((rc = dyn_av_number_canon(t, buf, &len, why)) != DYN_OK) return rc;
+    switch (dyn_av_number_classify(dyn_slice_make(buf, len), &iv, &dv)) {
+    case DYN_AV_INT: lua_pushinteger(L, (lua_Integer)iv); break;
+    case DYN_AV_FLOAT: lua_pushnumber(L, (lua_Number)dv); break;
+    default: s_push_number_obj(L, buf, len); break;
+    }
+    return DYN_OK;
+}
+
+static void s_dec_av_tok(struct s_read *d, const struct dyn_json_token *t0);
+
+static void s_dec_av(struct s_read *d) {
+    struct dyn_json_token t;
+    s_next(d, &t);
+    s_dec_av_tok(d, &t);
+}
+
+/* Reads the members of an AV map ('{' already read) into a new table. */
+static void s_dec_av_map_body(struct s_read *d, int tag_empty) {
+    lua_State *L = d->L;
+    struct dyn_json_token t;
+    int n = 0, *hint = &d->st->hint[d->depth < HINT_LEVELS ? d->depth : HINT_LEVELS - 1];
+    if (!lua_checkstack(L, 8)) s_read_fail_at(d, (size_t)(d->r.p - d->r.begin), "nesting too deep");
+    /* Sized like the last map at this depth: no rehash for same-shaped items. */
+    lua_createtable(L, 0, *hint);
+    d->depth++;
+    for (;;) {
+        s_next(d, &t);
+        if (t.type == DYN_JSON_OBJ_END) break;
+        s_push_tok_string(d, &t);
+        s_dec_av(d);
+        lua_rawset(L, -3);
+        n++;
+    }
+    d->depth--;
+    *hint = n < 64 ? n : 64;
+    if (n == 0 && tag_empty) {
+        lua_pushvalue(L, lua_upvalueindex(UV_MT_MAP));
+        lua_setmetatable(L, -2);
+    }
+}
+
+static void s_dec_av_map(struct s_read *d, int tag_empty) {
+    struct dyn_json_token t;
+    s_next(d, &t);
+    if (t.type != DYN_JSON_OBJ_BEGIN) s_read_fail_at(d, s_tok_pos(d, &t), "expected an object of AttributeValues");
+    s_dec_av_map_body(d, tag_empty);
+}
+
+/* Reads a string token (for S/N/B values and set elements). */
+static void s_expect_string(struct s_read *d, struct dyn_json_token *t, const char *what) {
+    s_next(d, t);
+    if (t->type != DYN_JSON_STRING) s_read_fail_at(d, s_tok_pos(d, t), what);
+}
+
+static void s_dec_n_token(struct s_read *d, const struct dyn_json_token *t) {
+    enum dyn_av_num_err why;
+    dyn_slice s = s_tok_string(d, t);
+    if (s_push_n(d->L, s, &why) != DYN_OK) s_read_fail_at(d, s_tok_pos(d, t), "invalid N value");
+}
+
+static void s_dec_b_token(struct s_read *d, const struct dyn_json_token *t) {
+    struct dyn_buf *sc = &d->st->scratch;
+    dyn_slice s = t->text;
+    size_t start = 0;
+    int rc;
+    dyn_buf_reset(sc);
+    if (t->escaped) {
+        /* Unescaped text goes first in scratch and the bytes after it: room
+           for both is made first, so the text does not move while read. */
+        if (dyn_json_unescape(t->text, sc) != DYN_OK || dyn_buf_reserve(sc, sc->len / 4 * 3 + 4) != DYN_OK) {
+            s_release(d->st);
+            luaL_error(d->L, "not enough memory");
+        }
+        s = dyn_slice_make(sc->ptr, sc->len);
+        start = sc->len;
+    }
+    rc = dyn_base64_decode(s, sc);
+    if (rc == DYN_ENOMEM) {
+        s_release(d->st);
+        luaL_error(d->L, "not enough memory");
+    }
+    if (rc != DYN_OK) s_read_fail_at(d, s_tok_pos(d, t), "invalid base64 in B value");
+    lua_pushlstring(d->L, sc->len ? sc->ptr + start : "", sc->len - start);
+    s_wrap_binary(d->L);
+}
+
+/* The upvalue of the set metatable for kind 'S', 'N' or 'B'. */
+static int s_set_uv(char kind) { return kind == 'S' ? UV_MT_SS : kind == 'N' ? UV_MT_NS : UV_MT_BS; }
+
+/* Reads the array of a SS/NS/BS value into a new set. */
+static void s_dec_set(struct s_read *d, char kind) {
+    lua_State *L = d->L;
+    struct dyn_json_token t;
+    lua_Integer i = 0;
+    s_next(d, &t);
+    if (t.type != DYN_JSON_ARR_BEGIN) s_read_fail_at(d, s_tok_pos(d, &t), "expected an array for a set");
+    lua_createtable(L, 4, 0);
+    for (;;) {
+        s_next(d, &t);
+        if (t.type == DYN_JSON_ARR_END) break;
+        if (t.type != DYN_JSON_STRING) s_read_fail_at(d, s_tok_pos(d, &t), "set elements must be strings");
+        if (kind == 'S') s_push_tok_string(d, &t);
+        else if (kind == 'N') s_dec_n_token(d, &t);
+        else s_dec_b_token(d, &t);
+        lua_rawseti(L, -2, ++i);
+    }
+    lua_pushvalue(L, lua_upvalueindex(s_set_uv(kind)));
+    lua_setmetatable(L, -2);
+}
+
+/* Reads one AttributeValue object, whose first token is t0, and pushes its native value. */
+static void s_dec_av_tok(struct s_read *d, const struct dyn_json_token *t0) {
+    lua_State *L = d->L;
+    struct dyn_json_token t, ty;
+    const char *k;
+    size_t kn;
+    if (t0->type != DYN_JSON_OBJ_BEGIN) s_read_fail_at(d, s_tok_pos(d, t0), "expected an AttributeValue object");
+    s_next(d, &ty);
+    if (ty.type != DYN_JSON_KEY) s_read_fail_at(d, s_tok_pos(d, &ty), "empty AttributeValue");
+    k = ty.text.ptr;
+    kn = ty.text.len;
+    if (kn == 1 && k[0] == 'S') {
+        s_expect_string(d, &t, "S value must be a string");
+        s_push_tok_string(d, &t);
+    } else if (kn == 1 && k[0] == 'N') {
+        s_expect_string(d, &t, "N value must be a string");
+        s_dec_n_token(d, &t);
+    } else if (kn == 1 && k[0] == 'M') {
+        if (!lua_checkstack(L, 8)) s_read_fail_at(d, s_tok_pos(d, &ty), "nesting too deep");
+        s_dec_av_map(d, 1);
+    } else if (kn == 1 && k[0] == 'L') {
+        lua_Integer i = 0;
+        if (!lua_checkstack(L, 8)) s_read_fail_at(d, s_tok_pos(d, &ty), "nesting too deep");
+        s_next(d, &t);
+        if (t.type != DYN_JSON_ARR_BEGIN) s_read_fail_at(d, s_tok_pos(d, &t), "L value must be an array");
+        lua_createtable(L, 4, 0);
+        for (;;) {
+            s_next(d, &t);
+            if (t.type == DYN_JSON_ARR_END) break;
+            s_dec_av_tok(d, &t);
+            lua_rawseti(L, -2, ++i);
+        }
+        lua_pushvalue(L, lua_upvalueindex(UV_MT_LIST));
+        lua_setmetatable(L, -2);
+    } else if (kn == 1 && k[0] == 'B') {
+        s_expect_string(d, &t, "B value must be a string");
+        s_dec_b_token(d, &t);
+    } else if (kn == 4 && memcmp(k, "BOOL", 4) == 0) {
+        s_next(d, &t);
+        if (t.type != DYN_JSON_TRUE && t.type != DYN_JSON_FALSE)
+            s_read_fail_at(d, s_tok_pos(d, &t), "BOOL value must be true or false");
+        lua_pushboolean(L, t.type == DYN_JSON_TRUE);
+    } else if (kn == 4 && memcmp(k, "NULL", 4) == 0) {
+        s_next(d, &t);
+        if (t.type != DYN_JSON_TRUE) s_read_fail_at(d, s_tok_pos(d, &t), "NULL value must be true");
+        lua_pushvalue(L, lua_upvalueindex(UV_NULL));
+    } else if (kn == 2 && k[1] == 'S' && (k[0] == 'S' || k[0] == 'N' || k[0] == 'B')) {
+        s_dec_set(d, k[0]);
+    } else {
+        s_read_fail_at(d, s_tok_pos(d, &ty), "unknown AttributeValue type");
+    }
+    s_next(d, &t);
+    if (t.type != DYN_JSON_OBJ_END) s_read_fail_at(d, s_tok_pos(d, &t), "AttributeValue with more than one member");
+}
+
+/* Where a plain JSON value sits in a response, for the unmarshal mode. */
+enum s_mode {
+    M_PLAIN,
+    M_TOP,            /* the response object */
+    M_AVMAP,          /* an item: AV map */
+    M_AVMAP_ARRAY,    /* an array of items */
+    M_RESPONSES,      /* "Responses": table -> items, or [ {Item = ...} ] */
+    M_ITEM_HOLDER,    /* an object whose "Item" is an item */
+};
+
+static enum s_mode s_member_mode(enum s_mode parent, dyn_slice key) {
+    if (parent == M_TOP) {
+        if (dyn_slice_eq_cstr(key, "Item") || dyn_slice_eq_cstr(key, "Attributes")) return M_AVMAP;
+        if (dyn_slice_eq_cstr(key, "Items")) return M_AVMAP_ARRAY;
+        if (dyn_slice_eq_cstr(key, "Responses")) return M_RESPONSES;
+    } else if (parent == M_RESPONSES) {
+        return M_AVMAP_ARRAY;
+    } else if (parent == M_ITEM_HOLDER) {
+        if (dyn_slice_eq_cstr(key, "Item")) return M_AVMAP;
+    }
+    return M_PLAIN;
+}
+
+static void s_push_json_number(struct s_read *d, const struct dyn_json_token *t) {
+    lua_State *L = d->L;
+    enum dyn_av_num_err why;
+    char buf[DYN_AV_NUM_MAX];
+    size_t len;
+    int64_t iv;
+    double dv;
+    const char *p = t->text.ptr;
+    size_t n = t->text.len;
+    int has_frac = memchr(p, '.', n) || memchr(p, 'e', n) || memchr(p, 'E', n);
+    /* Integer literals take the fast path unless they overflow int64. */
+    if (!has_frac && s_push_n(L, t->text, &why) == DYN_OK) {
+        if (lua_isinteger(L, -1)) return;
+        lua_pop(L, 1);
+    }
+    /* Integral values in int64 range become integers ("1.0", "1e3"). */
+    if (dyn_av_number_canon(t->text, buf, &len, &why) == DYN_OK &&
+        dyn_av_number_classify(dyn_slice_make(buf, len), &iv, &dv) == DYN_AV_INT) {
+        lua_pushinteger(L, (lua_Integer)iv);
+        return;
+    }
+    if (dyn_av_parse_double(t->text, &d->st->alloc, &dv) != DYN_OK) {
+        s_release(d->st);
+        luaL_error(L, "not enough memory");
+    }
+    lua_pushnumber(L, (lua_Number)dv);
+}
+
+/* Pushes the plain value whose first token is t. */
+static void s_dec_plain(struct s_read *d, const struct dyn_json_token *t0, enum s_mode mode) {
+    lua_State *L = d->L;
+    struct dyn_json_token t;
+    switch (t0->type) {
+    case DYN_JSON_STRING: s_push_tok_string(d, t0); return;
+    case DYN_JSON_NUMBER: s_push_json_number(d, t0); return;
+    case DYN_JSON_TRUE: lua_pushboolean(L, 1); return;
+    case DYN_JSON_FALSE: lua_pushboolean(L, 0); return;
+    case DYN_JSON_NULL: lua_pushvalue(L, lua_upvalueindex(UV_NULL)); return;
+    case DYN_JSON_OBJ_BEGIN:
+        if (!lua_checkstack(L, 8)) s_read_fail_at(d, s_tok_pos(d, t0), "nesting too deep");
+        if (mode == M_AVMAP) {
+            s_dec_av_map_body(d, 0);
+            return;
+        }
+        lua_createtable(L, 0, 4);
+        for (;;) {
+            enum s_mode child;
+            s_next(d, &t);
+            if (t.type == DYN_JSON_OBJ_END) break;
+            child = s_member_mode(mode, t.text);
+            s_push_tok_string(d, &t);
+            s_next(d, &t);
+            s_dec_plain(d, &t, child);
+            lua_rawset(L, -3);
+        }
+        return;
+    case DYN_JSON_ARR_BEGIN: {
+        lua_Integer i = 0;
+        enum s_mode child = mode == M_AVMAP_ARRAY ? M_AVMAP : mode == M_RESPONSES ? M_ITEM_HOLDER : M_PLAIN;
+        if (!lua_checkstack(L, 8)) s_read_fail_at(d, s_tok_pos(d, t0), "nesting too deep");
+        lua_createtable(L, 4, 0);
+        for (;;) {
+            s_next(d, &t);
+            if (t.type == DYN_JSON_ARR_END) break;
+            s_dec_plain(d, &t, child);
+            lua_rawseti(L, -2, ++i);
+        }
+        lua_pushvalue(L, lua_upvalueindex(UV_MT_LIST));
+        lua_setmetatable(L, -2);
+        return;
+    }
+    default: s_read_fail_at(d, s_tok_pos(d, t0), "unexpected token");
+    }
+}
+
+static void s_read_init(struct s_read *d, lua_State *L, struct s_state *st, dyn_slice text) {
+    d->L = L;
+    d->st = st;
+    d->depth = 0;
+    dyn_json_reader_init(&d->r, text);
+}
+
+static void s_read_end(struct s_read *d) {
+    struct dyn_json_token t;
+    s_next(d, &t);
+    if (t.type != DYN_JSON_END) s_read_fail_at(d, s_tok_pos(d, &t), "unexpected data after the document");
+}
+
+/* ---- Lua AV tables -> native (unmarshal) ------------------------------ */
+
+static void s_unm_av(struct s_walk *w, int idx);
+
+/* Pushes the canonical text's native value; raises with the path. */
+static void s_unm_n(struct s_walk *w, int idx) {
+    enum dyn_av_num_err why = DYN_AV_NUM_SYNTAX;
+    size_t n;
+    const char *s;
+    if (lua_type(w->L, idx) == LUA_TNUMBER) {
+        lua_pushvalue(w->L, idx);
+        return;
+    }
+    if (lua_type(w->L, idx) != LUA_TSTRING) s_fail(w, "N value must be a string, got %s", luaL_typename(w->L, idx));
+    s = lua_tolstring(w->L, idx, &n);
+    if (s_push_n(w->L, dyn_slice_make(s, n), &why) != DYN_OK) s_fail(w, "invalid N value: %s", s_num_err_text(why));
+}
+
+static void s_unm_b(struct s_walk *w, int idx) {
+    lua_State *L = w->L;
+    size_t n;
+    const char *s;
+    int rc;
+    if (s_kind_of(L, w->st, idx) == K_BINARY) {
+        lua_pushvalue(L, idx);
+        return;
+    }
+    if (lua_type(L, idx) != LUA_TSTRING) s_fail(w, "B value must be a base64 string, got %s", luaL_typename(L, idx));
+    s = lua_tolstring(L, idx, &n);
+    dyn_buf_reset(&w->st->scratch);
+    rc = dyn_base64_decode(dyn_slice_make(s, n), &w->st->scratch);
+    if (rc == DYN_ENOMEM) s_oom(w);
+    if (rc != DYN_OK) s_fail(w, "invalid base64 in B value");
+    lua_pushlstring(L, w->st->scratch.len ? w->st->scratch.ptr : "", w->st->scratch.len);
+    s_wrap_binary(L);
+}
+
+/* Pushes the native table of an AV map (a table of name -> AV) at idx. */
+static void s_unm_map(struct s_walk *w, int idx, int tag_empty) {
+    lua_State *L = w->L;
+    int n = 0, out;
+    if (lua_type(L, idx) != LUA_TTABLE) s_fail(w, "expected a table of AttributeValues, got %s", luaL_typename(L, idx));
+    if (!lua_checkstack(L, 8)) s_fail(w, "nesting too deep");
+    lua_createtable(L, 0, 8);
+    out = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        size_t kn;
+        const char *k;
+        if (lua_type(L, -2) != LUA_TSTRING)
+            s_fail(w, "table key of type %s (map keys must be strings)", luaL_typename(L, -2));
+        k = lua_tolstring(L, -2, &kn);
+        s_push_frame_key(w, k, kn);
+        s_unm_av(w, lua_gettop(L));
+        w->nframes--;
+        lua_pushvalue(L, -3); /* key */
+        lua_insert(L, -2);
+        lua_rawset(L, out);
+        lua_pop(L, 1);
+        n++;
+    }
+    if (n == 0 && tag_empty) {
+        lua_pushvalue(L, lua_upvalueindex(UV_MT_MAP));
+        lua_setmetatable(L, -2);
+    }
+}
+
+/* Elements 1..#t of the array at idx, checked to be an array. */
+static lua_Integer s_unm_array_len(struct s_walk *w, int idx, const char *what) {
+    lua_State *L = w->L;
+    lua_Integer n;
+    if (lua_type(L, idx) != LUA_TTABLE) s_fail(w, "%s value must be an array, got %s", what, luaL_typename(L, idx));
+    n = (lua_Integer)lua_rawlen(L, idx);
+    return s_check_sequence(w, idx, n);
+}
+
+/* Pushes the native value of the AV table at idx. */
+static void s_unm_av(struct s_walk *w, int idx) {
+    lua_State *L = w->L;
+    const char *k;
+    size_t kn;
+    int v;
+    if (lua_type(L, idx) != LUA_TTABLE)
+        s_fail(w, "an AttributeValue is a table like {S = \"x\"}, got %s", luaL_typename(L, idx));
+    lua_pushnil(L);
+    if (!lua_next(L, idx)) s_fail(w, "empty AttributeValue");
+    if (lua_type(L, -2) != LUA_TSTRING) s_fail(w, "unknown AttributeValue type");
+    k = lua_tolstring(L, -2, &kn);
+    v = lua_gettop(L);
+    lua_pushvalue(L, -2);
+    if (lua_next(L, idx)) s_fail(w, "AttributeValue with more than one member");
+    /* stack: key, value */
+    if (kn == 1 && k[0] == 'S') {
+        if (lua_type(L, v) != LUA_TSTRING) s_fail(w, "S value must be a string, got %s", luaL_typename(L, v));
+        lua_pushvalue(L, v);
+    } else if (kn == 1 && k[0] == 'N') {
+        s_unm_n(w, v);
+    } else if (kn == 1 && k[0] == 'B') {
+        s_unm_b(w, v);
+    } else if (kn == 1 && k[0] == 'M') {
+        s_unm_map(w, v, 1);
+    } else if (kn == 1 && k[0] == 'L') {
+        lua_Integer n = s_unm_array_len(w, v, "L"), i;
+        if (!lua_checkstack(L, 8)) s_fail(w, "nesting too deep");
+        lua_createtable(L, (int)n, 0);
+        for (i = 1; i <= n; i++) {
+            lua_rawgeti(L, v, i);
+            s_push_frame_index(w, i);
+            s_unm_av(w, lua_gettop(L));
+            w->nframes--;
+            lua_rawseti(L, -3, i);
+            lua_pop(L, 1);
+        }
+        lua_pushvalue(L, lua_upvalueindex(UV_MT_LIST));
+        lua_setmetatable(L, -2);
+    } else if (kn == 4 && memcmp(k, "BOOL", 4) == 0) {
+        if (lua_type(L, v) != LUA_TBOOLEAN) s_fail(w, "BOOL value must be a boolean, got %s", luaL_typename(L, v));
+        lua_pushvalue(L, v);
+    } else if (kn == 4 && memcmp(k, "NULL", 4) == 0) {
+        lua_pushvalue(L, lua_upvalueindex(UV_NULL));
+    } else if (kn == 2 && k[1] == 'S' && (k[0] == 'S' || k[0] == 'N' || k[0] == 'B')) {
+        char name[3] = {k[0], 'S', 0};
+        lua_Integer n = s_unm_array_len(w, v, name), i;
+        lua_createtable(L, (int)n, 0);
+        for (i = 1; i <= n; i++) {
+            int e;
+            lua_rawgeti(L, v, i);
+            e = lua_gettop(L);
+            s_push_frame_index(w, i);
+            if (k[0] == 'S') {
+                if (lua_type(L, e) != LUA_TSTRING) s_fail(w, "SS elements must be strings");
+                lua_pushvalue(L, e);
+            } else if (k[0] == 'N') {
+                s_unm_n(w, e);
+            } else {
+                s_unm_b(w, e);
+            }
+            w->nframes--;
+            lua_rawseti(L, -3, i);
+            lua_pop(L, 1);
+        }
+        lua_pushvalue(L, lua_upvalueindex(s_set_uv(k[0])));
+        lua_setmetatable(L, -2);
+    } else {
+        s_fail(w, "unknown AttributeValue type \"%s\"", k);
+    }
+    /* Leave only the result, in place of the key and value. */
+    lua_replace(L, v - 1);
+    lua_settop(L, v - 1);
+}
+
+/* ---- module functions ------------------------------------------------- */
+
+static const char *s_root(lua_State *L, int arg, const char *def) { return luaL_optstring(L, arg, def); }
+
+/* core.encode_item(tbl [, root]) -> AV map JSON. */
+static int l_encode_item(lua_State *L) {
+    const char *root = s_root(L, 2, "item");
+    struct s_walk w;
+    luaL_checkany(L, 1);
+    lua_settop(L, 2);
+    s_walk_init(&w, L, s_acquire(L), root);
+    s_enc_item(&w, 1);
+    return s_finish_out(L, w.st);
+}
+
+/* core.encode_av(value [, root]) -> one AttributeValue as JSON. */
+static int l_encode_av(lua_State *L) {
+    const char *root = s_root(L, 2, "value");
+    struct s_walk w;
+    luaL_checkany(L, 1);
+    lua_settop(L, 2);
+    s_walk_init(&w, L, s_acquire(L), root);
+    s_enc_av(&w, 1, 0);
+    return s_finish_out(L, w.st);
+}
+
+/* core.json_encode(value [, root]) -> plain JSON. */
+static int l_json_encode(lua_State *L) {
+    const char *root = s_root(L, 2, "value");
+    struct s_walk w;
+    luaL_checkany(L, 1);
+    lua_settop(L, 2);
+    s_walk_init(&w, L, s_acquire(L), root);
+    s_enc_json(&w, 1, 0);
+    return s_finish_out(L, w.st);
+}
+
+/* core.decode_item(json) -> native item table. */
+static int l_decode_item(lua_State *L) {
+    dyn_slice text = ldynamo_checkslice(L, 1);
+    struct s_read d;
+    lua_settop(L, 1);
+    s_read_init(&d, L, s_acquire(L), text);
+    s_dec_av_map(&d, 0);
+    s_read_end(&d);
+    s_release(d.st);
+    return 1;
+}
+
+/* core.decode_av(json) -> native value of one AttributeValue. */
+static int l_decode_av(lua_State *L) {
+    dyn_slice text = ldynamo_checkslice(L, 1);
+    struct s_read d;
+    lua_settop(L, 1);
+    s_read_init(&d, L, s_acquire(L), text);
+    s_dec_av(&d);
+    s_read_end(&d);
+    s_release(d.st);
+    return 1;
+}
+
+/* core.json_decode(text [, unmarshal]) -> plain Lua value. */
+static int l_json_decode(lua_State *L) {
+    dyn_slice text = ldynamo_checkslice(L, 1);
+    int unmarshal = lua_toboolean(L, 2);
+    struct s_read d;
+    struct dyn_json_token t;
+    lua_settop(L, 2);
+    s_read_init(&d, L, s_acquire(L), text);
+    s_next(&d, &t);
+    s_dec_plain(&d, &t, unmarshal ? M_TOP : M_PLAIN);
+    s_read_end(&d);
+    s_release(d.st);
+    return 1;
+}
+
+/* Is the value at idx map-shaped (a tagged map, {} or string keys)? */
+static int s_is_mapish(lua_State *L, const struct s_state *st, int idx) {
+    enum s_kind k = s_kind_of(L, st, idx);
+    if (k == K_MAP) return 1;
+    return k == K_TABLE && lua_rawlen(L, idx) == 0;
+}
+
+/*
+ * core.marshal(value [, root]) -> AV form as Lua tables: an item (name -> AV)
+ * for a map-shaped table, else one AV. Built by writing the AV JSON and
+ * reading it back plainly, so it matches the wire form exactly.
+ */
+static int s_marshal(lua_State *L, int force_value) {
+    const char *root = s_root(L, 2, "value");
+    struct s_walk w;
+    struct s_read d;
+    struct dyn_json_token t;
+    struct s_state *st;
+    luaL_checkany(L, 1);
+    lua_settop(L, 2);
+    st = s_acquire(L);
+    s_walk_init(&w, L, st, root);
+    if (!force_value && s_is_mapish(L, st, 1)) s_enc_item(&w, 1);
+    else s_enc_av(&w, 1, 0);
+    s_read_init(&d, L, st, dyn_buf_slice(&st->out));
+    s_next(&d, &t);
+    s_dec_plain(&d, &t, M_PLAIN);
+    s_release(st);
+    return 1;
+}
+
+static int l_marshal(lua_State *L) { return s_marshal(L, 0); }
+static int l_marshal_value(lua_State *L) { return s_marshal(L, 1); }
+
+/* core.unmarshal(av_map [, root]) -> native item. */
+static int l_unmarshal(lua_State *L) {
+    const char *root = s_root(L, 2, "value");
+    struct s_walk w;
+    luaL_checkany(L, 1);
+    lua_settop(L, 2);
+    s_walk_init(&w, L, s_acquire(L), root);
+    s_unm_map(&w, 1, 0);
+    s_release(w.st);
+    return 1;
+}
+
+/* core.unmarshal_value(av [, root]) -> native value. */
+static int l_unmarshal_value(lua_State *L) {
+    const char *root = s_root(L, 2, "value");
+    struct s_walk w;
+    luaL_checkany(L, 1);
+    lua_settop(L, 2);
+    s_walk_init(&w, L, s_acquire(L), root);
+    s_unm_av(&w, 1);
+    s_release(w.st);
+    return 1;
+}
+
+/* ---- value constructors ----------------------------------------------- */
+
+/* Canonical N text of a Lua number / numeric string / number object at arg. */
+static size_t s_number_arg(lua_State *L, int arg, char *buf, const char *fname) {
+    struct s_state *st = s_shared(L);
+    enum dyn_av_num_err why = DYN_AV_NUM_SYNTAX;
+    size_t len = 0;
+    int rc;
+    switch (s_kind_of(L, st, arg)) {
+    case K_NUMBER:
+        len = s_num_at(L, arg)->len;
+        memcpy(buf, s_num_at(L, arg)->text, len + 1);
+        return len;
+    case K_INT: return dyn_av_format_int((int64_t)lua_tointeger(L, arg), buf);
+    case K_FLOAT: {
+        lua_Number d = lua_tonumber(L, arg);
+        if (dyn_av_number_from_double(d, buf, &len, &why) == DYN_OK) return len;
+        if (why == DYN_AV_NUM_NOT_FINITE)
+            luaL_error(L, "%s: %s cannot be stored in DynamoDB", fname, isnan(d) ? "NaN" : d > 0 ? "inf" : "-inf");
+        luaL_error(L, "%s: %s", fname, s_num_err_text(why));
+        return 0;
+    }
+    case K_STRING: {
+        size_t n;
+        const char *s = lua_tolstring(L, arg, &n);
+        rc = dyn_av_number_canon(dyn_slice_make(s, n), buf, &len, &why);
+        if (rc == DYN_OK) return len;
+        if (why == DYN_AV_NUM_SYNTAX) luaL_error(L, "%s: \"%s\" is not a decimal number", fname, s);
+        luaL_error(L, "%s: %s", fname, s_num_err_text(why));
+        return 0;
+    }
+    default: luaL_typeerror(L, arg, "number or decimal string"); return 0;
+    }
+}
+
+/* core.number(text_or_number) -> number object (canonical text). */
+static int l_number(lua_State *L) {
+    char buf[DYN_AV_NUM_MAX];
+    size_t len;
+    luaL_checkany(L, 1);
+    if (s_kind_of(L, s_shared(L), 1) == K_NUMBER) {
+        lua_settop(L, 1);
+        return 1;
+    }
+    len = s_number_arg(L, 1, buf, "dynamo.number");
+    s_push_number_obj(L, buf, len);
+    return 1;
+}
+
+/* core.number_text(v) -> canonical text of a number, number object or decimal string. */
+static int l_number_text(lua_State *L) {
+    char buf[DYN_AV_NUM_MAX];
+    size_t len;
+    luaL_checkany(L, 1);
+    len = s_number_arg(L, 1, buf, "dynamo.number");
+    lua_pushlstring(L, buf, len);
+    return 1;
+}
+
+/* core.binary(bytes) -> binary object. */
+static int l_binary(lua_State *L) {
+    if (s_kind_of(L, s_shared(L), 1) == K_BINARY) {
+        lua_settop(L, 1);
+        return 1;
+    }
+    luaL_checktype(L, 1, LUA_TSTRING);
+    lua_settop(L, 1);
+    s_wrap_binary(L);
+    return 1;
+}
+
+/* Set key and kind letter ('S', 'N', 'B') of the element at idx; pushes the key. */
+static char s_set_key(lua_State *L, int idx, int pos) {
+    char buf[DYN_AV_NUM_MAX];
+    struct s_state *st = s_shared(L);
+    switch (s_kind_of(L, st, idx)) {
+    case K_STRING: {
+        size_t n, bad = 0;
+        const char *s = lua_tolstring(L, idx, &n);
+        if (!dyn_utf8_valid(dyn_slice_make(s, n), &bad))
+            luaL_error(L, "dynamo.set: element %d is not valid UTF-8 (byte %d); use dynamo.binary for raw bytes", pos,
+                       (int)bad + 1);
+        lua_pushvalue(L, idx);
+        return 'S';
+    }
+    case K_INT:
+    case K_FLOAT:
+    case K_NUMBER: {
+        size_t n = s_number_arg(L, idx, buf, "dynamo.set");
+        lua_pushlstring(L, buf, n);
+        return 'N';
+    }
+    case K_BINARY:
+        s_binary_bytes(L, idx);
+        return 'B';
+    default:
+        luaL_error(L, "dynamo.set: element %d is a %s; sets hold strings, numbers or dynamo.binary", pos,
+                   luaL_typename(L, idx));
+        return 0;
+    }
+}
+
+/*
+ * core.set(array [, kind]) -> set object. Layout (shared with types.lua): a
+ * table holding the elements at 1..n and nothing else, whose metatable says
+ * the element type (one metatable per kind, one for "not known yet").
+ * Duplicates are dropped, numbers compared by canonical text.
+ */
+static int l_set(lua_State *L) {
+    lua_Integer n, i, count = 0;
+    char kind = 0;
+    const char *want = luaL_optstring(L, 2, NULL);
+    if (lua_isnoneornil(L, 1)) {
+        lua_settop(L, 0);
+        lua_newtable(L);
+    }
+    luaL_checktype(L, 1, LUA_TTABLE);
+    if (want) {
+        if (strcmp(want, "SS") && strcmp(want, "NS") && strcmp(want, "BS"))
+            luaL_argerror(L, 2, "set type must be \"SS\", \"NS\" or \"BS\"");
+        kind = want[0];
+    }
+    lua_settop(L, 1);
+    n = (lua_Integer)luaL_len(L, 1);
+    lua_createtable(L, (int)n, 0); /* 2: the set */
+    lua_createtable(L, 0, (int)n); /* 3: the keys seen */
+    for (i = 1; i <= n; i++) {
+        char k;
+        lua_geti(L, 1, i);                     /* 4: element */
+        if (lua_isnil(L, 4)) luaL_error(L, "dynamo.set: element %d is nil", (int)i);
+        k = s_set_key(L, 4, (int)i);           /* 5: key */
+        if (kind && k != kind)
+            luaL_error(L, "dynamo.set: mixed element types (%cS and %cS)", kind, k);
+        kind = k;
+        lua_pushvalue(L, 5);
+        if (lua_rawget(L, 3) == LUA_TNIL) {
+            lua_pop(L, 1);
+            lua_pushinteger(L, ++count);
+            lua_rawset(L, 3); /* index[key] = position */
+            lua_rawseti(L, 2, count);
+        } else {
+            lua_pop(L, 3); /* a duplicate: dropped */
+        }
+        lua_settop(L, 3);
+    }
+    lua_pop(L, 1);
+    lua_pushvalue(L, lua_upvalueindex(kind ? s_set_uv(kind) : UV_MT_SET));
+    lua_setmetatable(L, 2);
+    return 1;
+}
+
+/*
+ * core.set_key(kind, v) -> the key that identifies v in a set of kind "SS",
+ * "NS" or "BS" (the string, the canonical number text, the bytes), or nil
+ * when v cannot be an element of such a set.
+ */
+static int l_set_key(lua_State *L) {
+    const char *kind = luaL_checkstring(L, 1);
+    struct s_state *st = s_shared(L);
+    enum s_kind k;
+    luaL_checkany(L, 2);
+    k = s_kind_of(L, st, 2);
+    if (kind[0] == 'S' && k == K_STRING) {
+        lua_settop(L, 2);
+        return 1;
+    }
+    if (kind[0] == 'N' && (k == K_INT || k == K_FLOAT || k == K_NUMBER)) {
+        char buf[DYN_AV_NUM_MAX];
+        size_t n = s_number_arg(L, 2, buf, "dynamo.set");
+        lua_pushlstring(L, buf, n);
+        return 1;
+    }
+    if (kind[0] == 'B' && k == K_BINARY) {
+        s_binary_bytes(L, 2);
+        return 1;
+    }
+    lua_pushnil(L);
+    return 1;
+}
+
+static int s_tag(lua_State *L, int uv) {
+    if (lua_isnoneornil(L, 1)) {
+        lua_settop(L, 0);
+        lua_newtable(L);
+    }
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    lua_pushvalue(L, lua_upvalueindex(uv));
+    lua_setmetatable(L, 1);
+    return 1;
+}
+
+static int l_list(lua_State *L) { return s_tag(L, UV_MT_LIST); }
+static int l_map(lua_State *L) { return s_tag(L, UV_MT_MAP); }
+
+static int s_wrap(lua_State *L, int uv) {
+    luaL_checkany(L, 1);
+    lua_createtable(L, 1, 0);
+    lua_pushvalue(L, 1);
+    lua_rawseti(L, -2, 1);
+    lua_pushvalue(L, lua_upvalueindex(uv));
+    lua_setmetatable(L, -2);
+    return 1;
+}
+
+static int l_as_item(lua_State *L) { return s_wrap(L, UV_MT_ITEM); }
+static int l_as_av(lua_State *L) { return s_wrap(L, UV_MT_AV); }
+
+/* core.type_of(v) -> "S", "N", "B", "BOOL", "NULL", "SS", "NS", "BS", "L", "M" or nil. */
+static int l_type_of(lua_State *L) {
+    struct s_state *st = s_shared(L);
+    const char *t = NULL;
+    luaL_checkany(L, 1);
+    switch (s_kind_of(L, st, 1)) {
+    case K_STRING: t = "S"; break;
+    case K_INT:
+    case K_FLOAT:
+    case K_NUMBER: t = "N"; break;
+    case K_BINARY: t = "B"; break;
+    case K_BOOL: t = "BOOL"; break;
+    case K_NULL: t = "NULL"; break;
+    case K_SS: t = "SS"; break;
+    case K_NS: t = "NS"; break;
+    case K_BS: t = "BS"; break;
+    case K_LIST: t = "L"; break;
+    case K_MAP: t = "M"; break;
+    case K_TABLE: t = lua_rawlen(L, 1) > 0 ? "L" : "M"; break;
+    default: break;
+    }
+    if (t) lua_pushstring(L, t);
+    else lua_pushnil(L);
+    return 1;
+}
+
+/* ---- number metamethods ---------------------------------------------- */
+
+/*
+ * An operand of a number comparison: canonical text, or for Lua floats
+ * beyond DynamoDB's range a bucket that orders them around every text.
+ */
+struct s_operand {
+    char text[DYN_AV_NUM_MAX];
+    size_t len;
+    int bucket; /* -3 huge negative, -1 tiny negative, 0 text, 1 tiny positive, 3 huge positive */
+    int nan;
+};
+
+static void s_operand(lua_State *L, int idx, struct s_operand *o) {
+    struct s_state *st = s_shared(L);
+    enum dyn_av_num_err why;
+    o->bucket = 0;
+    o->nan = 0;
+    switch (s_kind_of(L, st, idx)) {
+    case K_NUMBER:
+        o->len = s_num_at(L, idx)->len;
+        memcpy(o->text, s_num_at(L, idx)->text, o->len + 1);
+        return;
+    case K_INT: o->len = dyn_av_format_int((int64_t)lua_tointeger(L, idx), o->text); return;
+    case K_FLOAT: {
+        lua_Number d = lua_tonumber(L, idx);
+        if (isnan(d)) {
+            o->nan = 1;
+            return;
+        }
+        if (dyn_av_number_from_double(d, o->text, &o->len, &why) == DYN_OK) return;
+        o->bucket = (why == DYN_AV_NUM_TOO_SMALL ? 1 : 3) * (d < 0 ? -1 : 1);
+        return;
+    }
+    default: luaL_error(L, "attempt to compare %s with dynamo.number", luaL_typename(L, idx));
+    }
+}
+
+/* The bucket of a text operand: -2 negative, 0 zero, 2 positive. */
+static int s_text_bucket(const struct s_operand *o) {
+    if (o->bucket) return o->bucket;
+    if (o->text[0] == '-') return -2;
+    return o->text[0] == '0' && o->len == 1 ? 0 : 2;
+}
+
+/* Exact comparison; *unordered set when NaN is involved. */
+static int s_compare(lua_State *L, int *unordered) {
+    struct s_operand a, b;
+    int ba, bb;
+    s_operand(L, 1, &a);
+    s_operand(L, 2, &b);
+    *unordered = a.nan || b.nan;
+    if (*unordered) return 0;
+    ba = s_text_bucket(&a);
+    bb = s_text_bucket(&b);
+    if (ba != bb || a.bucket || b.bucket) return ba < bb ? -1 : ba > bb;
+    return dyn_av_number_cmp(dyn_slice_make(a.text, a.len), dyn_slice_make(b.text, b.len));
+}
+
+static int l_num_lt(lua_State *L) {
+    int un, c = s_compare(L, &un);
+    lua_pushboolean(L, !un && c < 0);
+    return 1;
+}
+
+static int l_num_le(lua_State *L) {
+    int un, c = s_compare(L, &un);
+    lua_pushboolean(L, !un && c <= 0);
+    return 1;
+}
+
+static int l_num_eq(lua_State *L) {
+    struct s_state *st = s_shared(L);
+    int same = s_kind_of(L, st, 1) == K_NUMBER && s_kind_of(L, st, 2) == K_NUMBER &&
+               s_num_at(L, 1)->len == s_num_at(L, 2)->len &&
+               memcmp(s_num_at(L, 1)->text, s_num_at(L, 2)->text, s_num_at(L, 1)->len) == 0;
+    lua_pushboolean(L, same);
+    return 1;
+}
+
+static int l_num_tostring(lua_State *L) {
+    const struct s_num *n = luaL_checkudata(L, 1, "dynamo.number");
+    lua_pushlstring(L, n->text, n->len);
+    return 1;
+}
+
+static int l_num_concat(lua_State *L) {
+    struct s_state *st = s_shared(L);
+    int i;
+    for (i = 1; i <= 2; i++) {
+        if (s_kind_of(L, st, i) == K_NUMBER) lua_pushlstring(L, s_num_at(L, i)->text, s_num_at(L, i)->len);
+        else if (lua_type(L, i) == LUA_TSTRING || lua_type(L, i) == LUA_TNUMBER) lua_pushvalue(L, i);
+        else luaL_tolstring(L, i, NULL);
+    }
+    lua_concat(L, 2);
+    return 1;
+}
+
+/* n:tonumber() -> integer when integral in int64 range, else nearest float. */
+static int l_num_tonumber(lua_State *L) {
+    const struct s_num *n = luaL_checkudata(L, 1, "dynamo.number");
+    int64_t iv;
+    double dv;
+    dyn_slice s = dyn_slice_make(n->text, n->len);
+    switch (dyn_av_number_classify(s, &iv, &dv)) {
+    case DYN_AV_INT: lua_pushinteger(L, (lua_Integer)iv); break;
+    case DYN_AV_FLOAT: lua_pushnumber(L, (lua_Number)dv); break;
+    default:
+        dyn_av_parse_double(s, NULL, &dv); /* canonical text is short: no allocation */
+        lua_pushnumber(L, (lua_Number)dv);
+        break;
+    }
+    return 1;
+}
+
+static int l_num_unm(lua_State *L) {
+    const struct s_num *n = luaL_checkudata(L, 1, "dynamo.number");
+    char buf[DYN_AV_NUM_MAX];
+    size_t len;
+    if (n->len == 1 && n->text[0] == '0') {
+        lua_settop(L, 1);
+        return 1;
+    }
+    if (n->text[0] == '-') {
+        len = n->len - 1u;
+        memcpy(buf, n->text + 1, len);
+    } else {
+        buf[0] = '-';
+        memcpy(buf + 1, n->text, n->len);
+        len = n->len + 1u;
+    }
+    s_push_number_obj(L, buf, len);
+    return 1;
+}
+
+/* ---- binary metamethods ---------------------------------------------- */
+
+static int l_bin_bytes(lua_State *L) {
+    luaL_checkudata(L, 1, "dynamo.binary");
+    lua_getiuservalue(L, 1, 1);
+    return 1;
+}
+
+static int l_bin_len(lua_State *L) {
+    luaL_checkudata(L, 1, "dynamo.binary");
+    lua_getiuservalue(L, 1, 1);
+    lua_pushinteger(L, (lua_Integer)lua_rawlen(L, -1));
+    return 1;
+}
+
+static int l_bin_eq(lua_State *L) {
+    struct s_state *st = s_shared(L);
+    int same = 0;
+    if (s_kind_of(L, st, 1) == K_BINARY && s_kind_of(L, st, 2) == K_BINARY) {
+        lua_getiuservalue(L, 1, 1);
+        lua_getiuservalue(L, 2, 1);
+        same = lua_rawequal(L, -1, -2);
+    }
+    lua_pushboolean(L, same);
+    return 1;
+}
+
+/* tostring(b) -> dynamo.binary("<base64>"), shortened past 48 bytes. */
+static int l_bin_tostring(lua_State *L) {
+    struct dyn_buf b;
+    dyn_slice bytes;
+    size_t shown;
+    int rc;
+    luaL_checkudata(L, 1, "dynamo.binary");
+    bytes = s_binary_bytes(L, 1);
+    shown = bytes.len > 48 ? 48 : bytes.len;
+    dyn_buf_init(&b, &s_shared(L)->alloc);
+    rc = dyn_base64_encode(dyn_slice_make(bytes.ptr, shown), &b);
+    if (rc == DYN_OK) {
+        lua_pushfstring(L, "dynamo.binary(\"%s%s\")", b.len ? b.ptr : "", bytes.len > shown ? "..." : "");
+    }
+    dyn_buf_free(&b); /* freed before anything may raise */
+    if (rc != DYN_OK) return luaL_error(L, "not enough memory");
+    return 1;
+}
+
+static int l_null_tostring(lua_State *L) {
+    lua_pushliteral(L, "dynamo.NULL");
+    return 1;
+}
+
+/* ---- registration ----------------------------------------------------- */
+
+static const luaL_Reg s_funcs[] = {
+    {"encode_item", l_encode_item},
+    {"encode_av", l_encode_av},
+    {"decode_item", l_decode_item},
+    {"decode_av", l_decode_av},
+    {"json_encode", l_json_encode},
+    {"json_decode", l_json_decode},
+    {"marshal", l_marshal},
+    {"marshal_value", l_marshal_value},
+    {"unmarshal", l_unmarshal},
+    {"unmarshal_value", l_unmarshal_value},
+    {"number", l_number},
+    {"number_text", l_number_text},
+    {"binary", l_binary},
+    {"set", l_set},
+    {"set_key", l_set_key},
+    {"list", l_list},
+    {"map", l_map},
+    {"as_item", l_as_item},
+    {"as_av", l_as_av},
+    {"type_of", l_type_of},
+    {NULL, NULL},
+};
+
+static const luaL_Reg s_number_meta[] = {
+    {"__tostring", l_num_tostring},
+    {"__eq", l_num_eq},
+    {"__lt", l_num_lt},
+    {"__le", l_num_le},
+    {"__concat", l_num_concat},
+    {"__unm", l_num_unm},
+    {NULL, NULL},
+};
+static const luaL_Reg s_number_methods[] = {{"tonumber", l_num_tonumber}, {NULL, NULL}};
+
+static const luaL_Reg s_binary_meta[] = {
+    {"__tostring", l_bin_tostring},
+    {"__len", l_bin_len},
+    {"__eq", l_bin_eq},
+    {NULL, NULL},
+};
+static const luaL_Reg s_binary_methods[] = {{"bytes", l_bin_bytes}, {"len", l_bin_len}, {NULL, NULL}};
+
+/* Pushes the upvalue set, whose slots start at stack index base. */
+static void s_push_upvalues(lua_State *L, int base) {
+    int i;
+    for (i = 0; i < UV_COUNT; i++) lua_pushvalue(L, base + i);
+}
+
+/* Adds funcs (with the shared upvalues) to the table at idx. */
+static void s_setfuncs(lua_State *L, int idx, const luaL_Reg *funcs, int base) {
+    lua_pushvalue(L, idx);
+    s_push_upvalues(L, base);
+    luaL_setfuncs(L, funcs, UV_COUNT);
+    lua_pop(L, 1);
+}
+
+/*
+ * Adds funcs to the __index table of the metatable at mt, creating it when
+ * absent (opening the module again keeps methods added from Lua).
+ */
+static void s_methods(lua_State *L, int mt, const luaL_Reg *funcs, int base) {
+    if (lua_getfield(L, mt, "__index") != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, mt, "__index");
+    }
+    if (funcs) s_setfuncs(L, lua_gettop(L), funcs, base);
+    lua_pop(L, 1);
+}
+
+void ldynamo_open_codec(lua_State *L) {
+    int mod = lua_gettop(L), base = mod + 1, i;
+    struct s_state *st = s_state_new(L); /* UV_STATE */
+    /* In upvalue order, from UV_MT_NUMBER. */
+    static const char *names[] = {"dynamo.number", "dynamo.binary", "dynamo.set",     "dynamo.set_SS", "dynamo.set_NS",
+                                  "dynamo.set_BS", "dynamo.list",   "dynamo.map",     "dynamo.as_item", "dynamo.as_av"};
+    const int nmt = (int)(sizeof names / sizeof names[0]);
+    /* One NULL per Lua state, even when the module is opened again. */
+    if (lua_getfield(L, LUA_REGISTRYINDEX, "dynamo.NULL.value") != LUA_TUSERDATA) { /* UV_NULL */
+        lua_pop(L, 1);
+        lua_newuserdatauv(L, 0, 0);
+        luaL_newmetatable(L, "dynamo.NULL");
+        lua_pushcfunction(L, l_null_tostring);
+        lua_setfield(L, -2, "__tostring");
+        lua_pushliteral(L, "dynamo.NULL");
+        lua_setfield(L, -2, "__metatable"); /* a sentinel: keep it sealed */
+        lua_setmetatable(L, -2);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, "dynamo.NULL.value");
+    }
+    for (i = 0; i < nmt; i++) luaL_newmetatable(L, names[i]); /* UV_MT_NUMBER .. UV_MT_AV */
+    st->null_ud = lua_touserdata(L, base + UV_NULL - 1);
+    st->mt_number = lua_topointer(L, base + UV_MT_NUMBER - 1);
+    st->mt_binary = lua_topointer(L, base + UV_MT_BINARY - 1);
+    st->mt_set = lua_topointer(L, base + UV_MT_SET - 1);
+    st->mt_ss = lua_topointer(L, base + UV_MT_SS - 1);
+    st->mt_ns = lua_topointer(L, base + UV_MT_NS - 1);
+    st->mt_bs = lua_topointer(L, base + UV_MT_BS - 1);
+    st->mt_list = lua_topointer(L, base + UV_MT_LIST - 1);
+    st->mt_map = lua_topointer(L, base + UV_MT_MAP - 1);
+    st->mt_item = lua_topointer(L, base + UV_MT_ITEM - 1);
+    st->mt_av = lua_topointer(L, base + UV_MT_AV - 1);
+
+    s_setfuncs(L, mod, s_funcs, base);
+    s_setfuncs(L, base + UV_MT_NUMBER - 1, s_number_meta, base);
+    s_methods(L, base + UV_MT_NUMBER - 1, s_number_methods, base);
+    s_setfuncs(L, base + UV_MT_BINARY - 1, s_binary_meta, base);
+    s_methods(L, base + UV_MT_BINARY - 1, s_binary_methods, base);
+    /* The four set metatables share one method table, filled by dynamo.types. */
+    s_methods(L, base + UV_MT_SET - 1, NULL, base);
+    lua_getfield(L, base + UV_MT_SET - 1, "__index");
+    for (i = UV_MT_SS; i <= UV_MT_BS; i++) {
+        lua_pushvalue(L, -1);
+        lua_setfield(L, base + i - 1, "__index");
+    }
+    lua_pop(L, 1);
+
+    lua_pushvalue(L, base + UV_NULL - 1);
+    lua_setfield(L, mod, "NULL");
+    /* The metatables, for dynamo.types to add methods to. */
+    lua_createtable(L, 0, nmt);
+    for (i = 0; i < nmt; i++) {
+        lua_pushvalue(L, base + UV_MT_NUMBER - 1 + i);
+        lua_setfield(L, -2, names[i] + 7); /* without "dynamo." */
+    }
+    lua_setfield(L, mod, "_metatables");
+    /* The state is kept alive by the closures' upvalues. */
+    lua_settop(L, mod);
+}

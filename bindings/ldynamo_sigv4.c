@@ -9,6 +9,11 @@
  *     access_key = id, secret_key = secret, token = nil, time = os.time() }
  * Bad input raises "<function>: field 'x' must be ..."; messages only ever
  * name fields, never echo values, so a secret cannot leak into an error.
+ *
+ * core.sigv4_signer() returns a dynamo.Signer whose :sign(t) keeps the derived
+ * key between calls. It also keeps a reference to (never a copy of) the last
+ * secret string, so that an unchanged secret is not hashed again to check for
+ * rotation; closing or collecting the signer drops both.
  */
 #include "ldynamo.h"
 
@@ -31,11 +36,19 @@ struct s_signer {
     struct dyn_sigv4_key_cache cache;
     struct dyn_allocator alloc; /* the state's lua_Alloc; buf.alloc points here */
     struct dyn_buf buf;
+    /*
+     * SHA-256 of the secret string held in user value 1. Lua strings are
+     * immutable, so while that reference is kept, a raw-equal secret has this
+     * fingerprint and need not be hashed again on every signature.
+     */
+    unsigned char secret_fp[32];
+    int fp_valid;
 };
 
 static struct s_signer *s_signer_new(lua_State *L) {
-    struct s_signer *s = lua_newuserdatauv(L, sizeof *s, 0);
+    struct s_signer *s = lua_newuserdatauv(L, sizeof *s, 1);
     dyn_sigv4_key_cache_init(&s->cache);
+    s->fp_valid = 0;
     /*
      * lua_Alloc has dyn_alloc_fn's shape. Taking the function itself, rather
      * than a wrapper holding L, keeps the buffer valid when L is a coroutine
@@ -50,6 +63,10 @@ static struct s_signer *s_signer_new(lua_State *L) {
 static int s_signer_gc(lua_State *L) {
     struct s_signer *s = luaL_checkudata(L, 1, S_SIGNER_MT);
     dyn_sigv4_key_cache_init(&s->cache); /* wipes the derived key */
+    dyn_secure_zero(s->secret_fp, sizeof s->secret_fp);
+    s->fp_valid = 0;
+    lua_pushnil(L);
+    lua_setiuservalue(L, 1, 1); /* drops the reference to the last secret */
     dyn_buf_free(&s->buf);
     return 0;
 }
@@ -62,14 +79,33 @@ static int s_signer_tostring(lua_State *L) {
 /* ---- reading a request table ----------------------------------------- */
 
 /*
+ * The field names, interned once and shared as upvalues by every function of
+ * this area: lua_gettable with a ready key skips lua_getfield's lookup of the
+ * C string on each of the ~11 reads per signature.
+ */
+enum {
+    K_METHOD = 1, K_PATH, K_QUERY, K_PAYLOAD, K_REGION, K_SERVICE, K_TIME,
+    K_ACCESS_KEY, K_SECRET_KEY, K_TOKEN, K_HEADERS,
+    K_COUNT = K_HEADERS
+};
+static const char *const s_keys[K_COUNT] = {"method", "path", "query", "payload", "region", "service",
+                                            "time", "access_key", "secret_key", "token", "headers"};
+
+static int s_get(lua_State *L, int t, int k) {
+    lua_pushvalue(L, lua_upvalueindex(k));
+    return lua_gettable(L, t);
+}
+
+/*
  * Pushes t[key] and returns it as a slice; the value stays on the stack so
  * the string is anchored for as long as the caller's frame. `def` (may be
  * NULL: required) is used when the field is nil.
  */
-static dyn_slice s_field(lua_State *L, int t, const char *fn, const char *key, const char *def) {
+static dyn_slice s_field(lua_State *L, int t, const char *fn, int k, const char *def) {
     size_t n;
     const char *p;
-    int type = lua_getfield(L, t, key);
+    const char *key = s_keys[k - 1];
+    int type = s_get(L, t, k);
     if (type == LUA_TSTRING) {
         p = lua_tolstring(L, -1, &n);
         return dyn_slice_make(p, n);
@@ -87,7 +123,7 @@ static void s_headers(lua_State *L, int t, const char *fn, struct dyn_header *st
     int hidx;
     size_t len;
     const char *p;
-    if (lua_getfield(L, t, "headers") != LUA_TTABLE)
+    if (s_get(L, t, K_HEADERS) != LUA_TTABLE)
         luaL_error(L, "%s: field 'headers' must be an array of {name, value} pairs", fn);
     hidx = lua_gettop(L);
     n = luaL_len(L, hidx);
@@ -111,31 +147,34 @@ static void s_headers(lua_State *L, int t, const char *fn, struct dyn_header *st
     in->n_headers = (size_t)n;
 }
 
-static void s_read_input(lua_State *L, int t, const char *fn, int need, struct dyn_header *stack_hdrs,
-                         struct dyn_sigv4_input *in) {
-    int isint = 0;
+/* Returns the stack index of the secret key (0 when not read). */
+static int s_read_input(lua_State *L, int t, const char *fn, int need, struct dyn_header *stack_hdrs,
+                        struct dyn_sigv4_input *in) {
+    int isint = 0, secret_idx = 0;
     if (lua_type(L, t) != LUA_TTABLE)
         luaL_error(L, "%s: expected a request table, got %s", fn, luaL_typename(L, t));
     luaL_checkstack(L, 24, NULL);
     memset(in, 0, sizeof *in);
-    in->method = s_field(L, t, fn, "method", NULL);
-    in->path = s_field(L, t, fn, "path", NULL);
-    in->query = s_field(L, t, fn, "query", "");
-    in->payload = s_field(L, t, fn, "payload", "");
+    in->method = s_field(L, t, fn, K_METHOD, NULL);
+    in->path = s_field(L, t, fn, K_PATH, NULL);
+    in->query = s_field(L, t, fn, K_QUERY, "");
+    in->payload = s_field(L, t, fn, K_PAYLOAD, "");
     if (need & S_NEED_SCOPE) {
-        in->region = s_field(L, t, fn, "region", NULL);
-        in->service = s_field(L, t, fn, "service", NULL);
-        lua_getfield(L, t, "time");
+        in->region = s_field(L, t, fn, K_REGION, NULL);
+        in->service = s_field(L, t, fn, K_SERVICE, NULL);
+        s_get(L, t, K_TIME);
         in->unix_time = (int64_t)lua_tointegerx(L, -1, &isint);
         if (!isint || lua_type(L, -1) != LUA_TNUMBER)
             luaL_error(L, "%s: field 'time' must be an integer (unix seconds)", fn);
     }
     if (need & S_NEED_CREDENTIALS) {
-        in->access_key = s_field(L, t, fn, "access_key", NULL);
-        in->secret_key = s_field(L, t, fn, "secret_key", NULL);
-        in->token = s_field(L, t, fn, "token", "");
+        in->access_key = s_field(L, t, fn, K_ACCESS_KEY, NULL);
+        in->secret_key = s_field(L, t, fn, K_SECRET_KEY, NULL);
+        secret_idx = lua_gettop(L);
+        in->token = s_field(L, t, fn, K_TOKEN, "");
     }
     s_headers(L, t, fn, stack_hdrs, in);
+    return secret_idx;
 }
 
 /* Raises for a failed stage; the message names the problem, never a value. */
@@ -146,13 +185,35 @@ static int s_raise(lua_State *L, const char *fn, int rc, const struct dyn_sigv4_
 
 /* ---- signing --------------------------------------------------------- */
 
-static int s_sign(lua_State *L, struct s_signer *s, struct dyn_sigv4_key_cache *cache, const char *fn, int arg) {
+/*
+ * The secret's fingerprint for a signer's cache: reused while the secret is
+ * the very string hashed last time (held in user value 1), else recomputed.
+ */
+static const unsigned char *s_secret_fp(lua_State *L, struct s_signer *s, int self, int secret_idx,
+                                        dyn_slice secret) {
+    int same;
+    lua_getiuservalue(L, self, 1);
+    same = s->fp_valid && lua_rawequal(L, -1, secret_idx);
+    lua_pop(L, 1);
+    if (same) return s->secret_fp;
+    s->fp_valid = 0;
+    if (dyn_sha256(secret.ptr, secret.len, s->secret_fp) != DYN_OK) return NULL; /* the core retries */
+    lua_pushvalue(L, secret_idx);
+    lua_setiuservalue(L, self, 1);
+    s->fp_valid = 1;
+    return s->secret_fp;
+}
+
+/* Signs the request table at `arg`; `self` is the signer's index when cached. */
+static int s_sign(lua_State *L, struct s_signer *s, int self, const char *fn, int arg) {
     struct dyn_header hdrs[S_STACK_HEADERS];
     struct dyn_sigv4_input in;
-    int rc;
-    s_read_input(L, arg, fn, S_NEED_SCOPE | S_NEED_CREDENTIALS, hdrs, &in);
+    const unsigned char *fp = NULL;
+    int rc, secret_idx;
+    secret_idx = s_read_input(L, arg, fn, S_NEED_SCOPE | S_NEED_CREDENTIALS, hdrs, &in);
+    if (self) fp = s_secret_fp(L, s, self, secret_idx, in.secret_key);
     dyn_buf_reset(&s->buf);
-    rc = dyn_sigv4_authorization_cached(&in, cache, &s->buf);
+    rc = dyn_sigv4_authorization_cached_fp(&in, self ? &s->cache : NULL, fp, &s->buf);
     if (rc != DYN_OK) return s_raise(L, fn, rc, &in);
     lua_pushlstring(L, s->buf.len ? s->buf.ptr : "", s->buf.len);
     return 1;
@@ -163,7 +224,7 @@ static int l_sigv4_sign(lua_State *L) {
     struct s_signer *s;
     lua_settop(L, 1);
     s = s_signer_new(L);
-    s_sign(L, s, NULL, "sigv4_sign", 1);
+    s_sign(L, s, 0, "sigv4_sign", 1);
     dyn_buf_free(&s->buf); /* no need to wait for the collector */
     return 1;
 }
@@ -217,7 +278,7 @@ static int l_sigv4_signer(lua_State *L) {
 
 static int l_signer_sign(lua_State *L) {
     struct s_signer *s = luaL_checkudata(L, 1, S_SIGNER_MT);
-    return s_sign(L, s, &s->cache, "sign", 2);
+    return s_sign(L, s, 1, "sign", 2);
 }
 
 /* ---- dates and hashes ------------------------------------------------ */
@@ -284,11 +345,15 @@ void ldynamo_open_sigv4(lua_State *L) {
     static const luaL_Reg methods[] = {{"sign", l_signer_sign}, {NULL, NULL}};
     static const luaL_Reg meta[] = {
         {"__gc", s_signer_gc}, {"__close", s_signer_gc}, {"__tostring", s_signer_tostring}, {NULL, NULL}};
+    int k;
     if (luaL_newmetatable(L, S_SIGNER_MT)) {
         luaL_setfuncs(L, meta, 0);
-        luaL_newlib(L, methods);
+        luaL_newlibtable(L, methods);
+        for (k = 0; k < K_COUNT; k++) lua_pushstring(L, s_keys[k]);
+        luaL_setfuncs(L, methods, K_COUNT);
         lua_setfield(L, -2, "__index");
     }
     lua_pop(L, 1);
-    luaL_setfuncs(L, funcs, 0);
+    for (k = 0; k < K_COUNT; k++) lua_pushstring(L, s_keys[k]);
+    luaL_setfuncs(L, funcs, K_COUNT);
 }

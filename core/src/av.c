@@ -229,19 +229,21 @@ static double s_slice_strtod(dyn_slice s) {
     return s_strtod(tmp);
 }
 
-double dyn_av_parse_double(dyn_slice text) {
-    char tmp[DYN_AV_NUM_MAX];
-    char *heap = NULL;
-    double v;
-    if (text.len < sizeof tmp) return s_slice_strtod(text);
-    /* Long number texts (JSON allows any length) are rare: copy to the heap. */
-    heap = malloc(text.len + 1);
-    if (!heap) return 0;
+int dyn_av_parse_double(dyn_slice text, const struct dyn_allocator *alloc, double *out) {
+    char *heap;
+    if (text.len < DYN_AV_NUM_MAX) {
+        *out = s_slice_strtod(text);
+        return DYN_OK;
+    }
+    /* Long number texts (JSON allows any length) are rare: copy them. */
+    if (!alloc) alloc = dyn_default_allocator();
+    heap = dyn_mem_alloc(alloc, text.len + 1);
+    if (!heap) return DYN_ENOMEM;
     memcpy(heap, text.ptr, text.len);
     heap[text.len] = '\0';
-    v = s_strtod(heap);
-    free(heap);
-    return v;
+    *out = s_strtod(heap);
+    dyn_mem_free(alloc, heap, text.len + 1);
+    return DYN_OK;
 }
 
 enum dyn_av_num_class dyn_av_number_classify(dyn_slice canon, int64_t *i, double *d) {

@@ -15,7 +15,7 @@ enum s_state {
     S_READY,   /* the next dyn_call_next signs and sends */
     S_SENT,    /* a request is out; expecting one feed */
     S_BACKOFF, /* an attempt failed and will be retried; the delay is not drawn yet */
-    S_WAITING, /* backing off until wait_until */
+    S_WAITING, /* a WAIT was handed out; the next dyn_call_next sends */
     S_DONE
 };
 
@@ -28,7 +28,6 @@ struct dyn_call {
     int last_cost;      /* tokens taken by the latest retry, refunded on success */
     int pending_class;  /* class of the failed attempt being retried */
     int64_t retry_after_ms;
-    int64_t wait_until; /* unix ms */
     struct dyn_buf target; /* "DynamoDB_20120810.<Op>" */
     struct dyn_buf body;
     struct dyn_buf token;  /* the session token as signed into the current request */
@@ -434,25 +433,17 @@ int dyn_call_next(struct dyn_call *call, int64_t now_unix_ms, struct dyn_step *s
     case S_SENT: rc = DYN_EINVAL; goto cleanup;
     case S_BACKOFF: {
         double r = call->random.fn ? call->random.fn(call->random.ud) : 0.5;
-        uint32_t delay = dyn_retry_backoff_ms(&call->cfg->retry, call->pending_class, call->attempts, r,
-                                              call->retry_after_ms);
-        if (delay > 0) {
-            call->wait_until = now_unix_ms + (int64_t)delay;
-            call->state = S_WAITING;
-            step->kind = DYN_STEP_WAIT;
-            step->wait_ms = delay;
-            goto cleanup;
-        }
-        call->state = S_READY;
-        break;
+        /* Even a zero delay is a WAIT step: every retry is announced the same way. */
+        step->wait_ms = dyn_retry_backoff_ms(&call->cfg->retry, call->pending_class, call->attempts, r,
+                                             call->retry_after_ms);
+        step->kind = DYN_STEP_WAIT;
+        call->state = S_WAITING;
+        goto cleanup;
     }
     case S_WAITING:
-        if (now_unix_ms < call->wait_until) {
-            int64_t left = call->wait_until - now_unix_ms;
-            step->kind = DYN_STEP_WAIT;
-            step->wait_ms = left > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)left;
-            goto cleanup;
-        }
+        /* The driver did the waiting. Comparing against now_unix_ms would tie
+         * backoff to the wall clock, which may jump; drivers time waits with
+         * their own (monotonic) timers. */
         call->state = S_READY;
         break;
     default: break;

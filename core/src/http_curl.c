@@ -370,7 +370,9 @@ int dyn_http_run(struct dyn_http *http, struct dyn_call *const *calls, size_t n)
                 run.wake[i] = mono + (int64_t)step.wait_ms;
                 run.waiting[run.n_waiting++] = i;
             } else {
-                if ((rc = s_start(http, s_free_slot(http), i, &step.request)) < 0) {
+                struct s_slot *slot = s_free_slot(http); /* never NULL: in_flight < concurrency */
+                rc = slot ? s_start(http, slot, i, &step.request) : DYN_EINVAL;
+                if (rc < 0) {
                     dyn_call_abort(calls[i], rc, dyn_status_str(rc));
                     goto fail;
                 }

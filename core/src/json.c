@@ -102,47 +102,67 @@ static void s_put_escape(char *d, size_t *n, unsigned char c) {
     }
 }
 
+/* Non-zero when any of the 8 bytes in w is a control character, '"', '\\'
+   or not ASCII: the bytes that need a look of their own. */
+static uint64_t s_needs_care(uint64_t w) {
+    const uint64_t ones = UINT64_C(0x0101010101010101), high = UINT64_C(0x8080808080808080);
+    uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
+    uint64_t lt20 = (w - ones * 0x20) & ~w;
+    uint64_t zq = (q - ones) & ~q, zb = (b - ones) & ~b;
+    return (lt20 | zq | zb | w) & high;
+}
+
 static int s_write_string(struct dyn_buf *out, dyn_slice s, int check) {
     const unsigned char *p = (const unsigned char *)s.ptr, *end = p + s.len;
     size_t start = out->len;
+    char *d;
     int rc;
-    /* Common case: nothing to escape, so one reservation covers it. */
+    /* Plain text copies byte for byte, so one reservation covers it and
+       the quotes; only escapes (up to 6 bytes for 1) need more room. */
     if ((rc = dyn_buf_reserve(out, s.len + 2)) != DYN_OK) return rc;
-    out->ptr[out->len++] = '"';
+    d = out->ptr + out->len;
+    *d++ = '"';
     while (p < end) {
-        const unsigned char *run = p;
-        size_t n;
-        while (p < end && s_strclass[*p] == 0) p++;
-        if (p > run) {
-            n = (size_t)(p - run);
-            if ((rc = dyn_buf_reserve(out, n + 1)) != DYN_OK) goto fail;
-            memcpy(out->ptr + out->len, run, n);
-            out->len += n;
+        unsigned char c;
+        while (end - p >= 8) {
+            uint64_t w;
+            memcpy(&w, p, 8);
+            if (s_needs_care(w)) break;
+            memcpy(d, &w, 8);
+            d += 8;
+            p += 8;
         }
+        while (p < end && s_strclass[*p] == 0) *d++ = (char)*p++;
         if (p >= end) break;
-        if (s_strclass[*p] == 4) {
-            n = check ? s_utf8_seq(p, end) : 1;
+        c = *p;
+        if (s_strclass[c] == 4) {
+            size_t n = check ? s_utf8_seq(p, end) : 1;
             if (!n) {
                 rc = DYN_EINVAL;
                 goto fail;
             }
-            if ((rc = dyn_buf_reserve(out, n + 1)) != DYN_OK) goto fail;
-            memcpy(out->ptr + out->len, p, n);
-            out->len += n;
+            memcpy(d, p, n);
+            d += n;
             p += n;
         } else {
-            if ((rc = dyn_buf_reserve(out, 7)) != DYN_OK) goto fail;
-            s_put_escape(out->ptr, &out->len, *p);
+            out->len = (size_t)(d - out->ptr);
+            if ((rc = dyn_buf_reserve(out, (size_t)(end - p) + 8)) != DYN_OK) goto fail;
+            d = out->ptr + out->len;
+            {
+                size_t n = 0;
+                s_put_escape(d, &n, c);
+                d += n;
+            }
             p++;
         }
     }
-    if ((rc = dyn_buf_reserve(out, 1)) != DYN_OK) goto fail;
-    out->ptr[out->len++] = '"';
+    *d++ = '"';
+    out->len = (size_t)(d - out->ptr);
     out->ptr[out->len] = '\0';
     return DYN_OK;
 fail:
-    dyn_buf_truncate(out, start);
-    if (out->cap) out->ptr[out->len] = '\0';
+    out->len = start;
+    out->ptr[start] = '\0';
     return rc;
 }
 

@@ -22,7 +22,7 @@
 #define S_DAY INT64_C(86400)
 /* Days from 0000-01-01 to 1970-01-01 in the proleptic Gregorian calendar. */
 #define S_EPOCH_DAYS INT64_C(719528)
-/* Header sort indices live on the stack up to this many headers. */
+/* Sorted header references live on the stack up to this many headers. */
 #define S_STACK_HEADERS 16
 
 static const char s_hex_lower[] = "0123456789abcdef";
@@ -30,22 +30,47 @@ static const char s_hex_upper[] = "0123456789ABCDEF";
 
 /* ---- character classes ------------------------------------------------ */
 
-static int s_is_unreserved(unsigned char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-           c == '.' || c == '_' || c == '~';
-}
+/*
+ * One byte of class bits per character, built at compile time from
+ * ASCII bitmaps (bit c of LO for c < 64, bit c - 64 of HI):
+ *  S_UNRESERVED  A-Z a-z 0-9 - . _ ~ (left as is by URI encoding)
+ *  S_TCHAR       RFC 7230 token characters (header names, methods): the
+ *                unreserved set plus ! # $ % & ' * + ^ ` |
+ *  S_SPACE       SP HT LF VT FF CR, folded in header values
+ */
+#define S_UNRESERVED 1
+#define S_TCHAR 2
+#define S_SPACE 4
+#define S_UNRESERVED_LO UINT64_C(0x03ff600000000000)
+#define S_UNRESERVED_HI UINT64_C(0x47fffffe87fffffe)
+#define S_TCHAR_LO UINT64_C(0x03ff6cfa00000000)
+#define S_TCHAR_HI UINT64_C(0x57ffffffc7fffffe)
+#define S_SPACE_LO UINT64_C(0x0000000100003e00)
+#define S_BIT(c, lo, hi) ((c) < 64 ? (int)(((lo) >> (c)) & 1) : (c) < 128 ? (int)(((hi) >> ((c)-64)) & 1) : 0)
+#define S_CLS(c)                                                                                   \
+    (S_BIT(c, S_UNRESERVED_LO, S_UNRESERVED_HI) * S_UNRESERVED + S_BIT(c, S_TCHAR_LO, S_TCHAR_HI) * S_TCHAR + \
+     S_BIT(c, S_SPACE_LO, UINT64_C(0)) * S_SPACE)
+#define S_CLS4(c) S_CLS(c), S_CLS((c) + 1), S_CLS((c) + 2), S_CLS((c) + 3)
+#define S_CLS16(c) S_CLS4(c), S_CLS4((c) + 4), S_CLS4((c) + 8), S_CLS4((c) + 12)
+#define S_CLS64(c) S_CLS16(c), S_CLS16((c) + 16), S_CLS16((c) + 32), S_CLS16((c) + 48)
 
-/* RFC 7230 tchar: what a header name or method may contain. */
-static int s_is_tchar(unsigned char c) {
-    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) return 1;
-    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
+static const unsigned char s_cls[256] = {S_CLS64(0), S_CLS64(64), S_CLS64(128), S_CLS64(192)};
 
-static int s_is_space(unsigned char c) {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
-}
+/* ASCII lowercase as a table: header names are lowered on every signature. */
+#define S_LOW(c) ((c) >= 'A' && (c) <= 'Z' ? (c) + 32 : (c))
+#define S_LOW4(c) S_LOW(c), S_LOW((c) + 1), S_LOW((c) + 2), S_LOW((c) + 3)
+#define S_LOW16(c) S_LOW4(c), S_LOW4((c) + 4), S_LOW4((c) + 8), S_LOW4((c) + 12)
+#define S_LOW64(c) S_LOW16(c), S_LOW16((c) + 16), S_LOW16((c) + 32), S_LOW16((c) + 48)
 
-static unsigned char s_lower(unsigned char c) { return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c; }
+static const unsigned char s_low[256] = {S_LOW64(0), S_LOW64(64), S_LOW64(128), S_LOW64(192)};
+
+static int s_is_unreserved(unsigned char c) { return s_cls[c] & S_UNRESERVED; }
+
+static int s_is_tchar(unsigned char c) { return s_cls[c] & S_TCHAR; }
+
+static int s_is_space(unsigned char c) { return s_cls[c] & S_SPACE; }
+
+static unsigned char s_lower(unsigned char c) { return s_low[c]; }
 
 static int s_hex_value(unsigned char c) {
     if (c >= '0' && c <= '9') return c - '0';
@@ -231,19 +256,29 @@ static char *s_put_path(char *w, dyn_slice path) {
     return w;
 }
 
-/* Header value: trimmed, whitespace runs folded to one space. */
+/* Header value: trimmed, whitespace runs folded to one space; runs copied whole. */
 static char *s_put_value(char *w, dyn_slice v) {
-    const unsigned char *p = s_bytes(v);
-    size_t i;
-    int pending = 0, any = 0;
-    for (i = 0; i < v.len; i++) {
-        if (s_is_space(p[i])) {
-            pending = any;
-        } else {
-            if (pending) *w++ = ' ';
-            *w++ = (char)p[i];
-            pending = 0;
-            any = 1;
+    const unsigned char *p = s_bytes(v), *e = p + v.len, *run;
+    while (p < e && s_is_space(*p)) p++;
+    while (e > p && s_is_space(e[-1])) e--;
+    while (p < e) {
+        run = p;
+        /*
+         * Whitespace is <= 0x20, so skip 8 bytes at a time while none is:
+         * (x - 0x21..21) & ~x & 0x80..80 is non-zero exactly when some byte
+         * of x is below 0x21. Then finish byte by byte.
+         */
+        while (e - p >= 8) {
+            uint64_t x;
+            memcpy(&x, p, 8);
+            if ((x - UINT64_C(0x2121212121212121)) & ~x & UINT64_C(0x8080808080808080)) break;
+            p += 8;
+        }
+        while (p < e && !s_is_space(*p)) p++;
+        w = s_put(w, run, (size_t)(p - run));
+        if (p < e) { /* a run of whitespace, never the trailing one */
+            *w++ = ' ';
+            while (s_is_space(*p)) p++;
         }
     }
     return w;
@@ -401,15 +436,31 @@ static int s_name_cmp(dyn_slice a, dyn_slice b) {
     return a.len < b.len ? -1 : a.len > b.len;
 }
 
-/* Stable insertion sort of header indices by lowercase name: headers are few. */
-static void s_sort_headers(const struct dyn_header *h, size_t n, size_t *idx) {
-    size_t i, j, v;
-    for (i = 0; i < n; i++) idx[i] = i;
-    for (i = 1; i < n; i++) {
-        v = idx[i];
-        for (j = i; j > 0 && s_name_cmp(h[idx[j - 1]].name, h[v].name) > 0; j--) idx[j] = idx[j - 1];
-        idx[j] = v;
+static int s_name_eq(dyn_slice a, dyn_slice b) {
+    const unsigned char *pa = s_bytes(a), *pb = s_bytes(b);
+    size_t i;
+    if (a.len != b.len) return 0;
+    for (i = 0; i < a.len; i++)
+        if (s_lower(pa[i]) != s_lower(pb[i])) return 0;
+    return 1;
+}
+
+/* A header in canonical order; `joined` when it continues the previous name. */
+struct s_ref {
+    const struct dyn_header *h;
+    int joined;
+};
+
+/* Stable insertion sort by lowercase name (headers are few), then grouping. */
+static void s_sort_headers(const struct dyn_header *h, size_t n, struct s_ref *refs) {
+    size_t i, j;
+    const struct dyn_header *v;
+    for (i = 0; i < n; i++) {
+        v = &h[i];
+        for (j = i; j > 0 && s_name_cmp(refs[j - 1].h->name, v->name) > 0; j--) refs[j].h = refs[j - 1].h;
+        refs[j].h = v;
     }
+    for (i = 0; i < n; i++) refs[i].joined = i > 0 && s_name_eq(refs[i - 1].h->name, refs[i].h->name);
 }
 
 /* ---- canonical request ------------------------------------------------- */
@@ -423,8 +474,8 @@ static int s_canonical_request(const struct dyn_sigv4_input *in, struct dyn_buf 
     int rc = DYN_OK;
     const size_t base = out->len, n = in->n_headers;
     const struct dyn_header *h = in->headers;
-    size_t stack_idx[S_STACK_HEADERS], *idx = stack_idx;
-    size_t bound = 0, i, j, sh_start;
+    struct s_ref stack_refs[S_STACK_HEADERS], *refs = stack_refs;
+    size_t bound = 0, i, sh_start;
     struct s_query q;
     unsigned char payload_hash[DYN_SHA256_LEN];
     char *w;
@@ -432,13 +483,13 @@ static int s_canonical_request(const struct dyn_sigv4_input *in, struct dyn_buf 
     s_query_init(&q, s_alloc_of(out));
     if (in->query.len && (rc = s_query_prepare(&q, in->query)) != DYN_OK) goto cleanup;
     if (n > S_STACK_HEADERS) {
-        idx = n > SIZE_MAX / sizeof *idx ? NULL : dyn_mem_alloc(q.enc.alloc, n * sizeof *idx);
-        if (!idx) {
+        refs = n > SIZE_MAX / sizeof *refs ? NULL : dyn_mem_alloc(q.enc.alloc, n * sizeof *refs);
+        if (!refs) {
             rc = DYN_ENOMEM;
             goto cleanup;
         }
     }
-    s_sort_headers(h, n, idx);
+    s_sort_headers(h, n, refs);
     if ((rc = dyn_sha256(s_bytes(in->payload), in->payload.len, payload_hash)) != DYN_OK) goto cleanup;
 
     /* method \n path \n query \n headers \n \n signed \n hash */
@@ -457,22 +508,23 @@ static int s_canonical_request(const struct dyn_sigv4_input *in, struct dyn_buf 
     *w++ = '\n';
     w = s_put_query(w, &q);
     *w++ = '\n';
-    for (i = 0; i < n; i = j) {
-        w = s_put_lower(w, h[idx[i]].name);
-        *w++ = ':';
-        for (j = i; j < n && s_name_cmp(h[idx[j]].name, h[idx[i]].name) == 0; j++) {
-            if (j > i) *w++ = ',';
-            w = s_put_value(w, h[idx[j]].value);
+    for (i = 0; i < n; i++) { /* name:value[,value...] per distinct name */
+        if (refs[i].joined) {
+            *w++ = ',';
+        } else {
+            if (i) *w++ = '\n';
+            w = s_put_lower(w, refs[i].h->name);
+            *w++ = ':';
         }
-        *w++ = '\n';
+        w = s_put_value(w, refs[i].h->value);
     }
+    if (n) *w++ = '\n';
     *w++ = '\n';
     sh_start = (size_t)(w - out->ptr);
-    for (i = 0; i < n; i = j) {
+    for (i = 0; i < n; i++) {
+        if (refs[i].joined) continue;
         if (i) *w++ = ';';
-        w = s_put_lower(w, h[idx[i]].name);
-        for (j = i + 1; j < n && s_name_cmp(h[idx[j]].name, h[idx[i]].name) == 0; j++) {
-        }
+        w = s_put_lower(w, refs[i].h->name);
     }
     *sh_off = sh_start;
     *sh_len = (size_t)(w - out->ptr) - sh_start;
@@ -482,7 +534,7 @@ static int s_canonical_request(const struct dyn_sigv4_input *in, struct dyn_buf 
     out->ptr[out->len] = '\0';
 
 cleanup:
-    if (idx != stack_idx) dyn_mem_free(q.enc.alloc, idx, n * sizeof *idx);
+    if (refs != stack_refs) dyn_mem_free(q.enc.alloc, refs, n * sizeof *refs);
     s_query_free(&q);
     if (rc != DYN_OK) dyn_buf_truncate(out, base);
     return rc;
@@ -552,11 +604,14 @@ void dyn_sigv4_key_cache_init(struct dyn_sigv4_key_cache *cache) {
 }
 
 static int s_signing_key(const struct dyn_sigv4_input *in, const char amz[17], struct dyn_sigv4_key_cache *cache,
-                         unsigned char key[DYN_SHA256_LEN]) {
+                         const unsigned char *known_fp, unsigned char key[DYN_SHA256_LEN]) {
     unsigned char fp[DYN_SHA256_LEN];
     int rc;
     if (!cache) return s_derive_key(in, amz, key);
-    if ((rc = dyn_sha256(s_bytes(in->secret_key), in->secret_key.len, fp)) != DYN_OK) return rc;
+    if (known_fp)
+        memcpy(fp, known_fp, sizeof fp);
+    else if ((rc = dyn_sha256(s_bytes(in->secret_key), in->secret_key.len, fp)) != DYN_OK)
+        return rc;
     if (memcmp(cache->date, amz, 8) == 0 && cache->date[8] == '\0' &&
         s_cache_field_eq(cache->region, sizeof cache->region, in->region) &&
         s_cache_field_eq(cache->service, sizeof cache->service, in->service) &&
@@ -578,8 +633,8 @@ static int s_signing_key(const struct dyn_sigv4_input *in, const char amz[17], s
 
 /* ---- authorization ----------------------------------------------------- */
 
-int dyn_sigv4_authorization_cached(const struct dyn_sigv4_input *in, struct dyn_sigv4_key_cache *cache,
-                                   struct dyn_buf *out) {
+int dyn_sigv4_authorization_cached_fp(const struct dyn_sigv4_input *in, struct dyn_sigv4_key_cache *cache,
+                                      const unsigned char secret_fp[32], struct dyn_buf *out) {
     static const char cred[] = " Credential=", sh[] = ", SignedHeaders=", sig_label[] = ", Signature=";
     const size_t base = out->len;
     size_t sh_off = 0, sh_len = 0, sts_off, auth_off, need;
@@ -597,7 +652,7 @@ int dyn_sigv4_authorization_cached(const struct dyn_sigv4_input *in, struct dyn_
     if ((rc = dyn_sha256(out->ptr + base, out->len - base, hash)) != DYN_OK) goto cleanup;
     sts_off = out->len;
     if ((rc = s_append_sts(in, amz, hash, out)) != DYN_OK) goto cleanup;
-    if ((rc = s_signing_key(in, amz, cache, key)) != DYN_OK) goto cleanup;
+    if ((rc = s_signing_key(in, amz, cache, secret_fp, key)) != DYN_OK) goto cleanup;
     if ((rc = dyn_hmac_sha256(key, sizeof key, out->ptr + sts_off, out->len - sts_off, sig)) != DYN_OK) goto cleanup;
 
     auth_off = out->len;
@@ -628,6 +683,11 @@ cleanup:
     return rc;
 }
 
+int dyn_sigv4_authorization_cached(const struct dyn_sigv4_input *in, struct dyn_sigv4_key_cache *cache,
+                                   struct dyn_buf *out) {
+    return dyn_sigv4_authorization_cached_fp(in, cache, NULL, out);
+}
+
 int dyn_sigv4_authorization(const struct dyn_sigv4_input *in, struct dyn_buf *out) {
-    return dyn_sigv4_authorization_cached(in, NULL, out);
+    return dyn_sigv4_authorization_cached_fp(in, NULL, NULL, out);
 }

@@ -42,10 +42,10 @@ local errors = require("dynamo.errors")
 local core = require("dynamo.core")
 local DynamoTableIndex = require("dynamo.DynamoTableIndex")
 
-local type, pairs, next, ipairs, tostring, select = type, pairs, next, ipairs, tostring, select
+local type, pairs, next, ipairs, tostring = type, pairs, next, ipairs, tostring
 local pcall, error, rawget, setmetatable, getmetatable = pcall, error, rawget, setmetatable, getmetatable
 local math_min, math_floor, math_type = math.min, math.floor, math.type
-local string_format, string_pack, string_rep = string.format, string.pack, string.rep
+local string_format, string_pack, string_sub = string.format, string.pack, string.sub
 local table_concat, table_sort = table.concat, table.sort
 local os_date = os.date
 
@@ -130,13 +130,6 @@ local function copy(t)
   return out
 end
 
-local function sorted(list)
-  local out = {}
-  for i = 1, #list do out[i] = list[i] end
-  table_sort(out)
-  return out
-end
-
 -- An exact identity string for one key value: strings as they are, every other
 -- type (numbers, binary) as its canonical AttributeValue JSON, so 1 and 1.0 agree.
 local function key_part(v)
@@ -165,24 +158,6 @@ local function record_source(records, what)
     end
   end
   fail(what .. ": records must be an array, a DataTable or an iterator function, got " .. kind)
-end
-
-local function is_datatable(v)
-  return type(v) == "table" and type(v.get_records) == "function"
-end
-
-local function to_records_array(data_table, what)
-  if data_table == nil then return {} end
-  local out = {}
-  local src = record_source(data_table, what)
-  local n = 0
-  while true do
-    local r = src()
-    if r == nil then break end
-    n = n + 1
-    out[n] = r
-  end
-  return out
 end
 
 local function check_opts(opts, what)
@@ -289,6 +264,9 @@ function DynamoTable:get_table_name()
   if type(t) ~= "string" or t == "" then
     fail(label(self) .. ": no table name: set `table` in the definition or pass table = ... to the constructor")
   end
+  if not t:match("^[%w_%.%-]+$") then
+    fail(("%s: table name %q may hold only letters, digits, '_', '-' and '.'"):format(label(self), t))
+  end
   return t
 end
 
@@ -381,11 +359,6 @@ local function item_id(pk, sk, item)
   local pkv = item[pk]
   if sk == nil then return key_part(pkv) end
   return string_pack("s4", key_part(pkv)) .. key_part(item[sk])
-end
-
-local function av_id(pk, sk, key)
-  if sk == nil then return key_part_av(key[pk]) end
-  return string_pack("s4", key_part_av(key[pk])) .. key_part_av(key[sk])
 end
 
 --- The key attributes of a record: `{[pk] = ..., [sk] = ...}` (the record's own
@@ -669,10 +642,21 @@ function DynamoTable:upsert_record(record, opts)
       if data[k] == nil then data[k] = v end
     end
   end
-  local expr = E().UpdateExpression{
-    update = update,
-    set_if_not_exists = #sine_list > 0 and sine_list or nil,
-    remove = #remove > 0 and remove or nil,
+  -- attribute names go through escape() so a name holding '.' or '[' stays
+  -- one attribute; the value of each comes from data under the plain name
+  local x = E()
+  local escape = x.escape
+  local function pairs_of(names)
+    local out = {}
+    for i, k in ipairs(names) do out[i] = { escape(k), k } end
+    return out
+  end
+  local removed = {}
+  for i, k in ipairs(remove) do removed[i] = escape(k) end
+  local expr = x.UpdateExpression{
+    update = pairs_of(update),
+    set_if_not_exists = #sine_list > 0 and pairs_of(sine_list) or nil,
+    remove = #removed > 0 and removed or nil,
   }
   local r = render{ update = expr, condition = opts.condition_expression, data = data }
   local params = apply_rendered({ TableName = tname, Key = as_item(key), ReturnValues = "ALL_NEW" }, r)
@@ -1120,11 +1104,25 @@ local function upsert_window(self, tname, recs, keys, ids, n, sine_keys, read_ex
   end
   local enc, uids = {}, {}
   local nsine = #sine_keys
+  local pk, sk = self._pk, self._sk
+  local validate = self.validate_record_attributes
+  -- the fast path (no stored item to merge, nothing to keep): the record is
+  -- encoded as it is and the dt stamps are appended to its JSON text, which
+  -- saves a copy of every record
+  local stamps = ',"dt_created":{"S":"' .. now .. '"},"dt_modified":{"S":"' .. now .. '"}}'
   for j = 1, m do
     local i = order[j]
     local rec, key, id = recs[i], keys[i], ids[i]
     local old = existing and existing[id]
     local item
+    if not old and not written and getmetatable(rec) == nil and rec.dt_created == nil
+      and rec.dt_modified == nil and rec[pk] ~= nil and (sk == nil or rec[sk] ~= nil) then
+      validate(self, rec)
+      local text = encode_item(self, rec, "record")
+      enc[j] = string_sub(text, 1, -2) .. stamps
+      uids[j] = id
+      goto continue
+    end
     if old then
       local created = old.dt_created
       local keep
@@ -1147,10 +1145,11 @@ local function upsert_window(self, tname, recs, keys, ids, n, sine_keys, read_ex
     end
     item.dt_modified = now
     for k, v in next, key do item[k] = v end
-    self:validate_record_attributes(item)
+    validate(self, item)
     enc[j] = encode_item(self, item, "record")
     uids[j] = id
     if written then written[#written + 1] = item end
+    ::continue::
   end
   return enc, uids, m
 end
@@ -1359,7 +1358,7 @@ local function query_iter(self, opts, raw)
   local index = resolve_index(self, opts.index)
   local limit = check_limit(self, opts.limit)
   local x = E()
-  local C = x.ConditionExpression
+  local C, escape = x.ConditionExpression, x.escape
   local skv, op = opts.sort_key, opts.sort_key_operator or "="
   if opts.sort_key_prefix ~= nil then
     skv, op = opts.sort_key_prefix, "begins_with"
@@ -1370,17 +1369,17 @@ local function query_iter(self, opts, raw)
   local data = {}
   local pk_name, sk_name = index.partition_key_name, index.sort_key_name
   data[pk_name] = pkv
-  local kc = C(pk_name)
+  local kc = C(escape(pk_name), "=", pk_name)
   if skv ~= nil and sk_name then
     if op == "BETWEEN" then
       if type(skv) ~= "table" or skv[1] == nil or skv[2] == nil then
         fail(label(self) .. ": sort_key for BETWEEN must be { low, high }")
       end
       data[sk_name .. "_low"], data[sk_name .. "_high"] = skv[1], skv[2]
-      kc = kc & C(sk_name, "BETWEEN", sk_name .. "_low", sk_name .. "_high")
+      kc = kc & C(escape(sk_name), "BETWEEN", { sk_name .. "_low", sk_name .. "_high" })
     else
       data[sk_name] = skv
-      kc = kc & C(sk_name, op)
+      kc = kc & C(escape(sk_name), op, sk_name)
     end
   end
   for k, v in pairs(opts.data or {}) do data[k] = v end
@@ -1441,7 +1440,8 @@ local CLEAR_NAMES = { "partition_key_prefix", "sort_key_value", "sort_key_prefix
 -- item. Returns the number of deleted keys.
 function DynamoTable:clear_table(opts)
   opts = check_opts(opts, "clear_table")
-  local keys_projection = self.table_keys
+  local keys_projection = {}
+  for i, k in ipairs(self.table_keys) do keys_projection[i] = E().escape(k) end
   local source
   if opts.partition_key ~= nil then
     source = query_iter(self, {
@@ -1451,7 +1451,7 @@ function DynamoTable:clear_table(opts)
       projection = keys_projection, consistent_read = opts.consistent_read,
     }, true)
   else
-    local C = E().ConditionExpression
+    local C, escape = E().ConditionExpression, E().escape
     local filter
     local data = {}
     for k, v in pairs(opts.data or {}) do data[k] = v end
@@ -1465,18 +1465,18 @@ function DynamoTable:clear_table(opts)
     local index = opts.index ~= nil and resolve_index(self, opts.index) or self.primary_index
     if opts.partition_key_prefix ~= nil then
       data.partition_key_prefix = opts.partition_key_prefix
-      add(C(index.partition_key_name, "begins_with", "partition_key_prefix"))
+      add(C(escape(index.partition_key_name), "begins_with", "partition_key_prefix"))
     end
     if (opts.sort_key ~= nil or opts.sort_key_prefix ~= nil) and not index.sort_key_name then
       fail(label(self) .. ": sort_key / sort_key_prefix given, but the index has no sort key")
     end
     if opts.sort_key ~= nil then
       data.sort_key_value = opts.sort_key
-      add(C(index.sort_key_name, "=", "sort_key_value"))
+      add(C(escape(index.sort_key_name), "=", "sort_key_value"))
     end
     if opts.sort_key_prefix ~= nil then
       data.sort_key_prefix = opts.sort_key_prefix
-      add(C(index.sort_key_name, "begins_with", "sort_key_prefix"))
+      add(C(escape(index.sort_key_name), "begins_with", "sort_key_prefix"))
     end
     if opts.filter_expression ~= nil then add(opts.filter_expression) end
     source = scan_iter(self, {

@@ -40,6 +40,8 @@ local lazy = {
   size = function() return require("dynamo.expressions").size end,
   DataTable = function() return require("dynamo.DataTable") end,
   DynamoRecord = function() return require("dynamo.DynamoRecord") end,
+  LooseRecord = function() return require("dynamo.DynamoRecord").LooseRecord end,
+  DynamoTable = function() return require("dynamo.DynamoTable") end,
   DynamoTableIndex = function() return require("dynamo.DynamoTableIndex") end,
 }
 

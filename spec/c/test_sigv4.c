@@ -596,6 +596,125 @@ TEST(header_canonicalisation) {
     dyn_buf_free(&b);
 }
 
+/* Reference folding: trim, then every whitespace run becomes one space. */
+static size_t fold_ref(const unsigned char *v, size_t n, char *out) {
+    size_t i, o = 0;
+    int pending = 0;
+    for (i = 0; i < n; i++) {
+        int sp = v[i] == ' ' || v[i] == '\t' || v[i] == '\n' || v[i] == '\r' || v[i] == '\v' || v[i] == '\f';
+        if (sp) {
+            pending = o > 0;
+        } else {
+            if (pending) out[o++] = ' ';
+            out[o++] = (char)v[i];
+            pending = 0;
+        }
+    }
+    return o;
+}
+
+/* Generated values (long runs, spaces near 8-byte boundaries, bytes >= 0x80). */
+TEST(header_value_folding_matches_reference) {
+    static const unsigned char alphabet[] = {'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', ' ', ' ', '\t', '\n', '\r', '\v',
+                                             '\f', 0x80, 0xc3, 0xff, '"', 0x01, 0x7f, 0x21, 0x1f};
+    struct dyn_sigv4_input in = ddb_input();
+    struct dyn_header h[1];
+    struct dyn_buf b = DYN_BUF_INIT(NULL);
+    unsigned char v[64];
+    char want[80], line[96];
+    uint32_t seed = 12345;
+    int iter, bad = 0;
+    size_t n, i, wn, ln;
+    h[0].name = sl("X");
+    in.headers = h;
+    in.n_headers = 1;
+    for (iter = 0; iter < 3000; iter++) {
+        n = (size_t)(iter % 61);
+        for (i = 0; i < n; i++) {
+            seed = seed * 1103515245u + 12345u;
+            /* mostly letters, so that long whitespace-free runs occur */
+            v[i] = (seed >> 16) % 4 ? (unsigned char)('a' + (seed >> 20) % 8) : alphabet[(seed >> 18) % sizeof alphabet];
+        }
+        h[0].value = dyn_slice_make((const char *)v, n);
+        wn = fold_ref(v, n, want);
+        dyn_buf_reset(&b);
+        if (dyn_sigv4_canonical_request(&in, &b) != DYN_OK) {
+            bad++;
+            continue;
+        }
+        /* "POST\n/\n\nx:<value>\n\nx\n<hash>" */
+        ln = (size_t)snprintf(line, sizeof line, "POST\n/\n\nx:");
+        memcpy(line + ln, want, wn);
+        ln += wn;
+        line[ln++] = '\n';
+        if (b.len < ln || memcmp(b.ptr, line, ln) != 0 || strncmp(b.ptr + ln, "\nx\n", 3) != 0) bad++;
+    }
+    CHECK_EQ_INT(bad, 0);
+    dyn_buf_free(&b);
+}
+
+/* A supplied fingerprint replaces hashing the secret, for better or worse. */
+TEST(cached_with_known_fingerprint) {
+    struct dyn_sigv4_input in = ddb_input();
+    struct dyn_sigv4_key_cache c;
+    struct dyn_buf x = DYN_BUF_INIT(NULL), y = DYN_BUF_INIT(NULL);
+    unsigned char fp[DYN_SHA256_LEN], wrong[DYN_SHA256_LEN];
+    CHECK(dyn_sha256(SECRET, strlen(SECRET), fp) == DYN_OK);
+    dyn_sigv4_key_cache_init(&c);
+    CHECK(dyn_sigv4_authorization_cached_fp(&in, &c, fp, &x) == DYN_OK);
+    CHECK(dyn_sigv4_authorization(&in, &y) == DYN_OK);
+    CHECK(same(&x, &y));
+    CHECK(memcmp(c.secret_fp, fp, sizeof fp) == 0);
+    /* the same fingerprint with another secret: the cached key is (wrongly) reused */
+    in.secret_key = sl("rotated-secret-000000000000000000000000");
+    dyn_buf_reset(&x);
+    CHECK(dyn_sigv4_authorization_cached_fp(&in, &c, fp, &x) == DYN_OK);
+    CHECK(same(&x, &y));
+    /* NULL means "hash it": the rotation is seen */
+    dyn_buf_reset(&x);
+    CHECK(dyn_sigv4_authorization_cached_fp(&in, &c, NULL, &x) == DYN_OK);
+    CHECK(!same(&x, &y));
+    memset(wrong, 0xab, sizeof wrong);
+    dyn_buf_reset(&y);
+    CHECK(dyn_sigv4_authorization_cached_fp(&in, &c, wrong, &y) == DYN_OK); /* a new fingerprint re-derives */
+    CHECK(same(&x, &y));
+    dyn_buf_free(&x);
+    dyn_buf_free(&y);
+}
+
+/* Every byte: encoded in a path unless unreserved, valid in a name iff a tchar. */
+TEST(character_classes_exhaustive) {
+    static const char unreserved[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~";
+    static const char tchar_extra[] = "!#$%&'*+^`|";
+    struct dyn_sigv4_input in = ddb_input();
+    struct dyn_header h[1];
+    char path[4], name[3], want[16], got[64];
+    int c, bad_path = 0, bad_name = 0;
+    h[0].value = sl("v");
+    for (c = 1; c < 256; c++) {
+        int is_unres = strchr(unreserved, c) != NULL;
+        int is_tchar = is_unres || strchr(tchar_extra, c) != NULL;
+        if (c == '/') continue;
+        path[0] = '/', path[1] = 'x', path[2] = (char)c, path[3] = '\0';
+        in = ddb_input();
+        in.path = dyn_slice_make(path, 3);
+        if (is_unres)
+            snprintf(want, sizeof want, "/x%c", c);
+        else
+            snprintf(want, sizeof want, "/x%%%02X", c);
+        creq_line(&in, 1, got, sizeof got);
+        if (strcmp(got, want) != 0) bad_path++;
+
+        name[0] = 'a', name[1] = (char)c, name[2] = '\0';
+        h[0].name = dyn_slice_make(name, 2);
+        in.headers = h;
+        in.n_headers = 1;
+        if ((dyn_sigv4_input_error(&in) == NULL) != is_tchar) bad_name++;
+    }
+    CHECK_EQ_INT(bad_path, 0);
+    CHECK_EQ_INT(bad_name, 0);
+}
+
 /* More headers than fit on the stack: sorted the same way, with the heap index. */
 TEST(many_headers) {
     struct dyn_header h[40];
@@ -804,6 +923,9 @@ int main(void) {
     RUN(path_canonicalisation);
     RUN(query_canonicalisation);
     RUN(header_canonicalisation);
+    RUN(header_value_folding_matches_reference);
+    RUN(cached_with_known_fingerprint);
+    RUN(character_classes_exhaustive);
     RUN(many_headers);
     RUN(input_validation);
     RUN(truncates_on_enomem);

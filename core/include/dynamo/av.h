@@ -67,11 +67,13 @@ int dyn_av_number_from_double(double v, char *out, size_t *len, enum dyn_av_num_
 size_t dyn_av_format_int(int64_t v, char *out);
 
 /*
- * strtod of decimal text (JSON number or number text) that ignores the C
- * locale's decimal separator. Text that is not a number gives 0; magnitudes
- * beyond a double give +-HUGE_VAL, as strtod does.
+ * strtod of decimal text (a JSON number or number text) into *out, ignoring
+ * the C locale's decimal separator. Text that is not a number gives 0;
+ * magnitudes beyond a double give +-HUGE_VAL, as strtod does. Texts longer
+ * than DYN_AV_NUM_MAX - 1 bytes are copied with `alloc` (NULL: the default).
+ * Returns DYN_OK or DYN_ENOMEM.
  */
-double dyn_av_parse_double(dyn_slice text);
+int dyn_av_parse_double(dyn_slice text, const struct dyn_allocator *alloc, double *out);
 
 /* How a canonical N decodes. */
 enum dyn_av_num_class {

@@ -72,7 +72,7 @@ struct dyn_call_config {
     struct dyn_retry_config retry;
     struct dyn_retry_bucket *bucket;          /* borrowed; NULL = no retry quota */
     struct dyn_sigv4_key_cache *key_cache;    /* borrowed; NULL = derive the key every time */
-    struct dyn_random random;                 /* defaults to &rng below */
+    struct dyn_random random;                 /* defaults to &rng below; fn NULL means r = 0.5 */
     struct dyn_rng rng;                       /* seeded from the config's address; reseed for determinism */
 };
 
@@ -114,7 +114,7 @@ struct dyn_error {
 
 enum dyn_step_kind {
     DYN_STEP_SEND = 1, /* send step.request, then feed the outcome */
-    DYN_STEP_WAIT = 2, /* call dyn_call_next again after step.wait_ms */
+    DYN_STEP_WAIT = 2, /* wait step.wait_ms, then call dyn_call_next again */
     DYN_STEP_DONE = 3  /* finished: read the result */
 };
 
@@ -146,8 +146,10 @@ void dyn_call_free(struct dyn_call *call);
 /*
  * Advances the call at wall-clock time now_unix_ms:
  *  - SEND: a freshly signed request; the call now expects one feed;
- *  - WAIT: backing off; call again once wait_ms have passed (calling early
- *    just returns the remaining wait);
+ *  - WAIT: back off for wait_ms, then call again: the next call sends. The
+ *    call trusts its driver to have waited and never compares clocks, since
+ *    now_unix_ms is a wall clock that may jump. Every retry is preceded by
+ *    exactly one WAIT, possibly of 0 ms;
  *  - DONE: finished (also on every later call).
  * The backoff's random number is drawn here, when the wait starts.
  * A request that cannot be signed (no credentials, a clock outside years

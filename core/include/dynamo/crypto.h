@@ -6,8 +6,8 @@
  *
  * Every function is safe to call from several threads at once: the SHA-256
  * implementation is fetched once per process and each thread reuses its own
- * digest context (freed when the thread exits). Nothing here allocates
- * through a dyn_allocator; OpenSSL's own allocator is used, once per thread.
+ * digest context (freed when the thread exits). Memory comes from OpenSSL's
+ * own allocator, never from a dyn_allocator; DYN_ENOMEM means it failed.
  */
 #ifndef DYNAMO_CRYPTO_H
 #define DYNAMO_CRYPTO_H

@@ -52,7 +52,7 @@ int dyn_http_new(const struct dyn_http_config *cfg, const struct dyn_allocator *
 void dyn_http_destroy(struct dyn_http *http);
 
 /*
- * Drives calls[0..n) until every one is DONE, with at most `concurrency`
+ * Drives calls[0..n) (distinct calls) until every one is DONE, with at most `concurrency`
  * transfers in flight. A call's backoff (WAIT) occupies no transfer slot;
  * calls start in array order. Signing uses the wall clock; waits use the
  * monotonic clock. The calls' config must stay unchanged during the run.

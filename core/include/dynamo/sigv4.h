@@ -120,6 +120,15 @@ void dyn_sigv4_key_cache_init(struct dyn_sigv4_key_cache *cache);
  */
 int dyn_sigv4_authorization_cached(const struct dyn_sigv4_input *in, struct dyn_sigv4_key_cache *cache,
                                    struct dyn_buf *out);
+/*
+ * As dyn_sigv4_authorization_cached, with the secret's fingerprint (the
+ * dyn_sha256 of in->secret_key) supplied by a caller that knows it without
+ * hashing again, e.g. the Lua signer, which remembers the immutable string it
+ * last hashed. secret_fp NULL means "compute it". A wrong fingerprint makes
+ * the cache serve a key derived from another secret.
+ */
+int dyn_sigv4_authorization_cached_fp(const struct dyn_sigv4_input *in, struct dyn_sigv4_key_cache *cache,
+                                      const unsigned char secret_fp[32], struct dyn_buf *out);
 
 #ifdef __cplusplus
 }
