@@ -102,9 +102,9 @@ end
 
 --- True when an endpoint URL names this machine (the local server).
 function M.is_loopback(url)
-  local host = (url or ""):match("^%a[%w+.-]*://%[?([^/%]]+)")
-  if not host then return false end
-  host = host:gsub(":%d+$", "")
+  local authority = (url or ""):match("^%a[%w+.-]*://([^/]+)")
+  if not authority then return false end
+  local host = authority:match("^%[([^%]]+)%]") or authority:gsub(":%d+$", "")
   return host == "localhost" or host:match("^127%.") ~= nil or host == "::1"
 end
 
