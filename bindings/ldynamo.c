@@ -52,16 +52,13 @@ static const luaL_Reg s_process_funcs[] = {
     {"cpu_seconds", l_cpu_seconds}, {"getpid", l_getpid},      {NULL, NULL},
 };
 
-static void *s_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-    lua_State *L = ud;
-    void *aud;
-    lua_Alloc f = lua_getallocf(L, &aud);
-    return f(aud, ptr, osize, nsize);
-}
-
+/* lua_Alloc and dyn_alloc_fn have the same shape, so the core can use the
+ * state's allocator directly. The function and its ud are copied, never L:
+ * an object made inside a coroutine must not keep that thread alive. */
 void ldynamo_allocator(lua_State *L, struct dyn_allocator *out) {
-    out->fn = s_lua_alloc;
-    out->ud = L;
+    void *ud;
+    out->fn = lua_getallocf(L, &ud);
+    out->ud = ud;
 }
 
 LUALIB_API int luaopen_dynamo_core(lua_State *L);

@@ -46,6 +46,7 @@ struct s_str {
 
 struct s_val {
     uint32_t off, len, literal;
+    uint32_t hash; /* of the name, set when packed (render looks names up by it) */
 };
 
 struct dyn_expr {
@@ -207,6 +208,14 @@ static int s_bytes_cmp(const char *a, size_t alen, const char *b, size_t blen) {
     int c = n ? memcmp(a, b, n) : 0;
     if (c) return c;
     return alen < blen ? -1 : alen > blen;
+}
+
+/* FNV-1a, for looking value names up while rendering. */
+static uint32_t s_hash(dyn_slice s) {
+    uint32_t h = 2166136261u;
+    size_t i;
+    for (i = 0; i < s.len; i++) h = (h ^ (unsigned char)s.ptr[i]) * 16777619u;
+    return h;
 }
 
 /* ---- builder --------------------------------------------------------------- */
@@ -736,6 +745,7 @@ static int s_finish(struct s_builder *b, int kind, struct dyn_expr **out) {
         e->vals[i].off = (uint32_t)(pool - e->pool);
         e->vals[i].len = v->len;
         e->vals[i].literal = v->literal;
+        e->vals[i].hash = s_hash(dyn_slice_make(b->pool.ptr + v->off, v->len));
         if (v->len) memcpy(pool, b->pool.ptr + v->off, v->len);
         pool += v->len;
     }
@@ -992,6 +1002,57 @@ dyn_slice dyn_expr_segment(const struct dyn_expr *e, size_t i) {
 
 /* ---- emitting: templates and requests ------------------------------------------ */
 
+/*
+ * The emitters append through these inline writers: the common case is one
+ * capacity test and a memcpy; the NUL terminator is restored once, when an
+ * expression is done (s_emit), not after every piece.
+ */
+static int s_w(struct dyn_buf *b, const char *s, size_t n) {
+    if (b->cap - b->len <= n && dyn_buf_reserve(b, n) != DYN_OK) return DYN_ENOMEM;
+    memcpy(b->ptr + b->len, s, n);
+    b->len += n;
+    return DYN_OK;
+}
+
+#define S_WLIT(b, lit) s_w((b), (lit), sizeof(lit) - 1)
+
+static int s_wc(struct dyn_buf *b, char c) {
+    if (b->cap - b->len <= 1 && dyn_buf_reserve(b, 1) != DYN_OK) return DYN_ENOMEM;
+    b->ptr[b->len++] = c;
+    return DYN_OK;
+}
+
+/* prefix + three letters */
+static int s_w_ph(struct dyn_buf *b, char prefix, uint32_t seq) {
+    char *p;
+    if (b->cap - b->len <= 4 && dyn_buf_reserve(b, 4) != DYN_OK) return DYN_ENOMEM;
+    p = b->ptr + b->len;
+    p[0] = prefix;
+    s_letters(seq, p + 1);
+    b->len += 4;
+    return DYN_OK;
+}
+
+static int s_w_u32(struct dyn_buf *b, uint32_t v) {
+    char digits[12];
+    size_t d = 12;
+    do {
+        digits[--d] = (char)('0' + v % 10u);
+        v /= 10u;
+    } while (v);
+    return s_w(b, digits + d, 12 - d);
+}
+
+static dyn_slice s_seg(const struct dyn_expr *e, uint32_t i) {
+    return dyn_slice_make(e->pool + e->segs[i].off, e->segs[i].len);
+}
+
+static dyn_slice s_valtext(const struct dyn_expr *e, uint32_t i) {
+    return dyn_slice_make(e->pool + e->vals[i].off, e->vals[i].len);
+}
+
+static const uint8_t s_op_len[DYN_EXPR_OP_COUNT] = {1, 2, 1, 2, 1, 2, 2, 7, 11, 8, 16, 20, 14};
+
 /* A value placeholder of one render: the operand that first used it. */
 struct s_gval {
     uint32_t slot, index, flags; /* flags: 1 whole value reported, 2 elements reported */
@@ -1019,15 +1080,6 @@ struct s_emit {
     int slot;
 };
 
-static int s_put(struct dyn_buf *out, const char *s) { return dyn_buf_append_cstr(out, s); }
-
-static int s_put_ph(struct dyn_buf *out, char prefix, uint32_t seq, int32_t elem) {
-    char tmp[24];
-    size_t n = dyn_expr_placeholder(seq, elem, tmp);
-    int rc = dyn_buf_putc(out, prefix);
-    return rc ? rc : dyn_buf_append(out, tmp, n);
-}
-
 static const char *s_type_name(const struct dyn_expr_value_info *info) {
     static const char *const names[] = {"missing", "number", "string", "set", "list", "value"};
     if (info->type_name) return info->type_name;
@@ -1049,21 +1101,9 @@ static int s_fail_end(struct s_emit *em) {
     return DYN_EINVAL;
 }
 
-static void s_err_operand(struct dyn_buf *err, struct dyn_expr_operand v) {
-    if (v.literal) {
-        s_errf(err, "literal ");
-        s_err_quote(err, v.text, S_SHOW_MAX);
-    } else {
-        s_errf(err, "value ");
-        s_err_quote(err, v.text, S_SHOW_MAX);
-    }
-}
-
-static uint32_t s_hash(dyn_slice s) {
-    uint32_t h = 2166136261u;
-    size_t i;
-    for (i = 0; i < s.len; i++) h = (h ^ (unsigned char)s.ptr[i]) * 16777619u;
-    return h;
+static void s_err_operand(struct dyn_buf *err, const struct dyn_expr *e, uint32_t vid) {
+    s_errf(err, e->vals[vid].literal ? "literal " : "value ");
+    s_err_quote(err, s_valtext(e, vid), S_SHOW_MAX);
 }
 
 /* The value placeholder of operand vid of the current slot, assigned on first use. */
@@ -1071,17 +1111,19 @@ static int s_resolve(struct s_emit *em, uint32_t vid, uint32_t *out) {
     struct s_render *rs = em->rs;
     uint32_t *vm = rs->valmap[em->slot], g = S_NONE, k = 0;
     if (vm[vid] == S_NONE) {
-        struct dyn_expr_operand v = dyn_expr_value(em->e, vid);
-        const struct dyn_expr_value_info *info = &rs->infos[em->slot][vid];
-        if (info->type == DYN_EXPR_V_MISSING) {
-            s_err_operand(&rs->r->error, v);
-            s_errf(&rs->r->error, v.literal ? " has no value" : " is missing from data");
+        const struct s_val *v = &em->e->vals[vid];
+        if (rs->infos[em->slot][vid].type == DYN_EXPR_V_MISSING) {
+            s_err_operand(&rs->r->error, em->e, vid);
+            s_errf(&rs->r->error, v->literal ? " has no value" : " is missing from data");
             return s_fail_end(em);
         }
-        if (!v.literal) {
-            for (k = s_hash(v.text) & rs->hmask; rs->hash[k]; k = (k + 1) & rs->hmask) {
+        if (!v->literal) {
+            for (k = v->hash & rs->hmask; rs->hash[k]; k = (k + 1) & rs->hmask) {
                 const struct s_gval *gv = &rs->gvals[rs->hash[k] - 1];
-                if (dyn_slice_eq(dyn_expr_value(rs->exprs[gv->slot], gv->index).text, v.text)) {
+                const struct dyn_expr *ge = rs->exprs[gv->slot];
+                const struct s_val *o = &ge->vals[gv->index];
+                if (o->hash == v->hash && o->len == v->len &&
+                    memcmp(ge->pool + o->off, em->e->pool + v->off, v->len) == 0) {
                     g = rs->hash[k] - 1;
                     break;
                 }
@@ -1096,7 +1138,7 @@ static int s_resolve(struct s_emit *em, uint32_t vid, uint32_t *out) {
             rs->gvals[g].slot = (uint32_t)em->slot;
             rs->gvals[g].index = vid;
             rs->gvals[g].flags = 0;
-            if (!v.literal) rs->hash[k] = g + 1;
+            if (!v->literal) rs->hash[k] = g + 1;
         }
         vm[vid] = g;
     }
@@ -1129,7 +1171,7 @@ static int s_report(struct s_render *rs, uint32_t g, int32_t elem) {
 
 static int s_emit_whole(struct s_emit *em, uint32_t g) {
     struct s_gval *gv = &em->rs->gvals[g];
-    int rc = s_put_ph(em->out, ':', g, -1);
+    int rc = s_w_ph(em->out, ':', g);
     if (rc == DYN_OK && !(gv->flags & 1u)) {
         gv->flags |= 1u;
         rc = s_report(em->rs, g, -1);
@@ -1142,9 +1184,9 @@ static int s_emit_value(struct s_emit *em, uint32_t vid) {
     uint32_t g;
     int rc;
     if (!em->rs) {
-        struct dyn_expr_operand v = dyn_expr_value(em->e, vid);
-        if (!v.literal && (rc = dyn_buf_putc(em->out, ':')) != DYN_OK) return rc;
-        return dyn_buf_append_slice(em->out, v.text);
+        dyn_slice t = s_valtext(em->e, vid);
+        if (!em->e->vals[vid].literal && (rc = s_wc(em->out, ':')) != DYN_OK) return rc;
+        return s_w(em->out, t.ptr, t.len);
     }
     if ((rc = s_resolve(em, vid, &g)) != DYN_OK) return rc;
     return s_emit_whole(em, g);
@@ -1152,23 +1194,23 @@ static int s_emit_value(struct s_emit *em, uint32_t vid) {
 
 static int s_emit_path(struct s_emit *em, size_t *pos) {
     const uint32_t *code = em->e->code;
+    const uint32_t *segmap = em->rs ? em->rs->segmap[em->slot] : NULL;
     uint32_t i, n = S_ARG(code[*pos]);
     int rc = DYN_OK;
     for (i = 1; i <= n && rc == DYN_OK; i++) {
         uint32_t w = code[*pos + i];
         if (w & S_INDEX) {
-            rc = dyn_buf_putc(em->out, '[');
-            if (rc == DYN_OK) rc = s_append_u32(em->out, w & ~S_INDEX);
-            if (rc == DYN_OK) rc = dyn_buf_putc(em->out, ']');
+            rc = s_wc(em->out, '[');
+            if (rc == DYN_OK) rc = s_w_u32(em->out, w & ~S_INDEX);
+            if (rc == DYN_OK) rc = s_wc(em->out, ']');
             continue;
         }
-        if (i > 1) rc = dyn_buf_putc(em->out, '.');
-        if (rc) break;
-        if (em->rs) {
-            rc = s_put_ph(em->out, '#', em->rs->segmap[em->slot][w], -1);
+        if (i > 1 && (rc = s_wc(em->out, '.')) != DYN_OK) break;
+        if (segmap) {
+            rc = s_w_ph(em->out, '#', segmap[w]);
         } else {
-            rc = dyn_buf_putc(em->out, '#');
-            if (rc == DYN_OK) rc = dyn_expr_path_escape(dyn_expr_segment(em->e, w), em->out);
+            rc = s_wc(em->out, '#');
+            if (rc == DYN_OK) rc = dyn_expr_path_escape(s_seg(em->e, w), em->out);
         }
     }
     *pos += 1 + n;
@@ -1189,7 +1231,7 @@ static int s_emit_in(struct s_emit *em, const uint32_t *vals, uint32_t n) {
             if (info->type == DYN_EXPR_V_LIST || info->type == DYN_EXPR_V_SET) {
                 if (info->count == 0) {
                     s_errf(&rs->r->error, "IN needs at least one value, ");
-                    s_err_operand(&rs->r->error, dyn_expr_value(em->e, vals[i]));
+                    s_err_operand(&rs->r->error, em->e, vals[i]);
                     s_errf(&rs->r->error, " is an empty %s", s_type_name(info));
                     return s_fail_end(em);
                 }
@@ -1205,7 +1247,7 @@ static int s_emit_in(struct s_emit *em, const uint32_t *vals, uint32_t n) {
     }
     for (i = 0; i < n && rc == DYN_OK; i++) {
         const struct dyn_expr_value_info *info;
-        if (i > 0 && (rc = s_put(em->out, ", ")) != DYN_OK) break;
+        if (i > 0 && (rc = S_WLIT(em->out, ", ")) != DYN_OK) break;
         if (!rs) {
             rc = s_emit_value(em, vals[i]);
             continue;
@@ -1217,8 +1259,10 @@ static int s_emit_in(struct s_emit *em, const uint32_t *vals, uint32_t n) {
             continue;
         }
         for (j = 0; j < info->count && rc == DYN_OK; j++) {
-            if (j > 0) rc = s_put(em->out, ", ");
-            if (rc == DYN_OK) rc = s_put_ph(em->out, ':', g, (int32_t)j);
+            if (j > 0) rc = S_WLIT(em->out, ", ");
+            if (rc == DYN_OK) rc = s_w_ph(em->out, ':', g);
+            if (rc == DYN_OK) rc = s_wc(em->out, '_');
+            if (rc == DYN_OK) rc = s_w_u32(em->out, (uint32_t)j);
         }
         if (rc == DYN_OK && !(rs->gvals[g].flags & 2u)) {
             rs->gvals[g].flags |= 2u;
@@ -1229,9 +1273,9 @@ static int s_emit_in(struct s_emit *em, const uint32_t *vals, uint32_t n) {
 }
 
 static int s_emit_operand_path(struct s_emit *em, size_t *pos, int size_of) {
-    int rc = size_of ? s_put(em->out, "size(") : DYN_OK;
+    int rc = size_of ? S_WLIT(em->out, "size(") : DYN_OK;
     if (rc == DYN_OK) rc = s_emit_path(em, pos);
-    if (rc == DYN_OK && size_of) rc = dyn_buf_putc(em->out, ')');
+    if (rc == DYN_OK && size_of) rc = s_wc(em->out, ')');
     return rc;
 }
 
@@ -1250,31 +1294,31 @@ static int s_emit_clause(struct s_emit *em, size_t *pos) {
     case DYN_EXPR_GT:
     case DYN_EXPR_GE:
         rc = s_emit_operand_path(em, &p, size_of);
-        if (rc == DYN_OK) rc = dyn_buf_putc(em->out, ' ');
-        if (rc == DYN_OK) rc = s_put(em->out, s_op_names[op]);
-        if (rc == DYN_OK) rc = dyn_buf_putc(em->out, ' ');
+        if (rc == DYN_OK) rc = s_wc(em->out, ' ');
+        if (rc == DYN_OK) rc = s_w(em->out, s_op_names[op], s_op_len[op]);
+        if (rc == DYN_OK) rc = s_wc(em->out, ' ');
         if (rc == DYN_OK) rc = s_emit_value(em, vals[0]);
         return rc;
     case DYN_EXPR_IN:
         rc = s_emit_operand_path(em, &p, size_of);
-        if (rc == DYN_OK) rc = s_put(em->out, " IN (");
+        if (rc == DYN_OK) rc = S_WLIT(em->out, " IN (");
         if (rc == DYN_OK) rc = s_emit_in(em, vals, n);
-        if (rc == DYN_OK) rc = dyn_buf_putc(em->out, ')');
+        if (rc == DYN_OK) rc = s_wc(em->out, ')');
         return rc;
     case DYN_EXPR_BETWEEN:
         rc = s_emit_operand_path(em, &p, size_of);
-        if (rc == DYN_OK) rc = s_put(em->out, " BETWEEN ");
+        if (rc == DYN_OK) rc = S_WLIT(em->out, " BETWEEN ");
         if (rc == DYN_OK) rc = s_emit_value(em, vals[0]);
-        if (rc == DYN_OK) rc = s_put(em->out, " AND ");
+        if (rc == DYN_OK) rc = S_WLIT(em->out, " AND ");
         if (rc == DYN_OK) rc = s_emit_value(em, vals[1]);
         return rc;
     default: /* the functions */
-        rc = s_put(em->out, s_op_names[op]);
-        if (rc == DYN_OK) rc = dyn_buf_putc(em->out, '(');
+        rc = s_w(em->out, s_op_names[op], s_op_len[op]);
+        if (rc == DYN_OK) rc = s_wc(em->out, '(');
         if (rc == DYN_OK) rc = s_emit_path(em, &p);
-        if (rc == DYN_OK && n) rc = s_put(em->out, ", ");
+        if (rc == DYN_OK && n) rc = S_WLIT(em->out, ", ");
         if (rc == DYN_OK && n) rc = s_emit_value(em, vals[0]);
-        if (rc == DYN_OK) rc = dyn_buf_putc(em->out, ')');
+        if (rc == DYN_OK) rc = s_wc(em->out, ')');
         return rc;
     }
 }
@@ -1290,16 +1334,16 @@ static int s_emit_node(struct s_emit *em, size_t *pos, int nested) {
     case T_OR:
         n = S_ARG(w);
         (*pos)++;
-        if (nested) rc = dyn_buf_putc(em->out, '(');
+        if (nested) rc = s_wc(em->out, '(');
         for (i = 0; i < n && rc == DYN_OK; i++) {
-            if (i > 0) rc = s_put(em->out, S_TAG(w) == T_AND ? " AND " : " OR ");
+            if (i > 0) rc = S_TAG(w) == T_AND ? S_WLIT(em->out, " AND ") : S_WLIT(em->out, " OR ");
             if (rc == DYN_OK) rc = s_emit_node(em, pos, 1);
         }
-        if (rc == DYN_OK && nested) rc = dyn_buf_putc(em->out, ')');
+        if (rc == DYN_OK && nested) rc = s_wc(em->out, ')');
         return rc;
     case T_NOT:
         (*pos)++;
-        rc = s_put(em->out, "NOT ");
+        rc = S_WLIT(em->out, "NOT ");
         return rc ? rc : s_emit_node(em, pos, 1);
     default: return s_emit_clause(em, pos);
     }
@@ -1336,7 +1380,7 @@ static int s_check_item_value(struct s_emit *em, uint32_t act, uint32_t vid) {
     }
     if (ok) return DYN_OK;
     s_errf(&em->rs->r->error, "%s, ", need);
-    s_err_operand(&em->rs->r->error, dyn_expr_value(em->e, vid));
+    s_err_operand(&em->rs->r->error, em->e, vid);
     s_errf(&em->rs->r->error, " is a %s", s_type_name(info));
     return s_fail_end(em);
 }
@@ -1355,40 +1399,40 @@ static int s_emit_item(struct s_emit *em, size_t pos) {
     p = path;
     switch (act) {
     case DYN_EXPR_SET:
-        rc = s_put(em->out, " = ");
+        rc = S_WLIT(em->out, " = ");
         if (rc == DYN_OK) rc = s_emit_value(em, vid);
         break;
     case DYN_EXPR_SET_IF_NOT_EXISTS:
-        rc = s_put(em->out, " = if_not_exists(");
+        rc = S_WLIT(em->out, " = if_not_exists(");
         if (rc == DYN_OK) rc = s_emit_path(em, &p);
-        if (rc == DYN_OK) rc = s_put(em->out, ", ");
+        if (rc == DYN_OK) rc = S_WLIT(em->out, ", ");
         if (rc == DYN_OK) rc = s_emit_value(em, vid);
-        if (rc == DYN_OK) rc = dyn_buf_putc(em->out, ')');
+        if (rc == DYN_OK) rc = s_wc(em->out, ')');
         break;
     case DYN_EXPR_INCREMENT:
     case DYN_EXPR_DECREMENT:
-        rc = s_put(em->out, " = ");
+        rc = S_WLIT(em->out, " = ");
         if (rc == DYN_OK) rc = s_emit_path(em, &p);
-        if (rc == DYN_OK) rc = s_put(em->out, act == DYN_EXPR_INCREMENT ? " + " : " - ");
+        if (rc == DYN_OK) rc = act == DYN_EXPR_INCREMENT ? S_WLIT(em->out, " + ") : S_WLIT(em->out, " - ");
         if (rc == DYN_OK) rc = s_emit_value(em, vid);
         break;
     case DYN_EXPR_APPEND:
-        rc = s_put(em->out, " = list_append(");
+        rc = S_WLIT(em->out, " = list_append(");
         if (rc == DYN_OK) rc = s_emit_path(em, &p);
-        if (rc == DYN_OK) rc = s_put(em->out, ", ");
+        if (rc == DYN_OK) rc = S_WLIT(em->out, ", ");
         if (rc == DYN_OK) rc = s_emit_value(em, vid);
-        if (rc == DYN_OK) rc = dyn_buf_putc(em->out, ')');
+        if (rc == DYN_OK) rc = s_wc(em->out, ')');
         break;
     case DYN_EXPR_PREPEND:
-        rc = s_put(em->out, " = list_append(");
+        rc = S_WLIT(em->out, " = list_append(");
         if (rc == DYN_OK) rc = s_emit_value(em, vid);
-        if (rc == DYN_OK) rc = s_put(em->out, ", ");
+        if (rc == DYN_OK) rc = S_WLIT(em->out, ", ");
         if (rc == DYN_OK) rc = s_emit_path(em, &p);
-        if (rc == DYN_OK) rc = dyn_buf_putc(em->out, ')');
+        if (rc == DYN_OK) rc = s_wc(em->out, ')');
         break;
     case DYN_EXPR_ADD:
     case DYN_EXPR_DELETE:
-        rc = dyn_buf_putc(em->out, ' ');
+        rc = s_wc(em->out, ' ');
         if (rc == DYN_OK) rc = s_emit_value(em, vid);
         break;
     default: break;
@@ -1400,11 +1444,12 @@ static int s_emit_item(struct s_emit *em, size_t pos) {
 static int s_emit_update(struct s_emit *em) {
     static const struct {
         const char *keyword;
+        size_t len;
         uint32_t first, last;
-    } clauses[] = {{"SET", DYN_EXPR_SET, DYN_EXPR_PREPEND},
-                   {"ADD", DYN_EXPR_ADD, DYN_EXPR_ADD},
-                   {"DELETE", DYN_EXPR_DELETE, DYN_EXPR_DELETE},
-                   {"REMOVE", DYN_EXPR_REMOVE, DYN_EXPR_REMOVE}};
+    } clauses[] = {{"SET ", 4, DYN_EXPR_SET, DYN_EXPR_PREPEND},
+                   {"ADD ", 4, DYN_EXPR_ADD, DYN_EXPR_ADD},
+                   {"DELETE ", 7, DYN_EXPR_DELETE, DYN_EXPR_DELETE},
+                   {"REMOVE ", 7, DYN_EXPR_REMOVE, DYN_EXPR_REMOVE}};
     const uint32_t *code = em->e->code;
     uint32_t n = S_ARG(code[0]), c, act, i;
     int rc = DYN_OK, any = 0;
@@ -1415,12 +1460,11 @@ static int s_emit_update(struct s_emit *em) {
             for (i = 0; i < n && rc == DYN_OK; i++, pos = s_skip(code, pos)) {
                 if (S_ARG(code[pos]) != act) continue;
                 if (!in_clause) {
-                    if (any) rc = dyn_buf_putc(em->out, ' ');
-                    if (rc == DYN_OK) rc = s_put(em->out, clauses[c].keyword);
-                    if (rc == DYN_OK) rc = dyn_buf_putc(em->out, ' ');
+                    if (any) rc = s_wc(em->out, ' ');
+                    if (rc == DYN_OK) rc = s_w(em->out, clauses[c].keyword, clauses[c].len);
                     in_clause = any = 1;
                 } else {
-                    rc = s_put(em->out, ", ");
+                    rc = S_WLIT(em->out, ", ");
                 }
                 if (rc == DYN_OK) rc = s_emit_item(em, pos);
             }
@@ -1435,16 +1479,21 @@ static int s_emit(struct s_emit *em) {
     uint32_t i, n;
     int rc = DYN_OK;
     switch (em->e->kind) {
-    case DYN_EXPR_CONDITION: pos = 0; return s_emit_node(em, &pos, 0);
-    case DYN_EXPR_UPDATE: return s_emit_update(em);
+    case DYN_EXPR_CONDITION:
+        pos = 0;
+        rc = s_emit_node(em, &pos, 0);
+        break;
+    case DYN_EXPR_UPDATE: rc = s_emit_update(em); break;
     default:
         n = S_ARG(code[0]);
         for (i = 0; i < n && rc == DYN_OK; i++) {
-            if (i > 0) rc = s_put(em->out, ", ");
+            if (i > 0) rc = S_WLIT(em->out, ", ");
             if (rc == DYN_OK) rc = s_emit_path(em, &pos);
         }
-        return rc;
+        break;
     }
+    if (em->out->cap) em->out->ptr[em->out->len] = '\0';
+    return rc;
 }
 
 int dyn_expr_template(const struct dyn_expr *e, struct dyn_buf *out) {
@@ -1539,7 +1588,7 @@ static int s_merge_names(struct s_render *rs) {
         best = -1;
         for (s = 0; s < DYN_EXPR_SLOTS; s++) {
             if (!exprs[s] || head[s] >= exprs[s]->n_segs) continue;
-            seg = dyn_expr_segment(exprs[s], head[s]);
+            seg = s_seg(exprs[s], (uint32_t)head[s]);
             if (best < 0 || s_bytes_cmp(seg.ptr, seg.len, min.ptr, min.len) < 0) {
                 best = s;
                 min = seg;
@@ -1554,7 +1603,7 @@ static int s_merge_names(struct s_render *rs) {
         r->names[r->n_names].seg = head[best];
         for (s = 0; s < DYN_EXPR_SLOTS; s++) {
             if (!exprs[s] || head[s] >= exprs[s]->n_segs) continue;
-            if (dyn_slice_eq(dyn_expr_segment(exprs[s], head[s]), min))
+            if (dyn_slice_eq(s_seg(exprs[s], (uint32_t)head[s]), min))
                 rs->segmap[s][head[s]++] = (uint32_t)r->n_names;
         }
         rs->subst += 4 + min.len;

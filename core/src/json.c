@@ -182,7 +182,7 @@ void dyn_json_reader_init(struct dyn_json_reader *r, dyn_slice text) {
     r->state = S_VALUE;
 }
 
-static int s_fail(struct dyn_json_reader *r, const char *at, const char *what) {
+int dyn_json_fail(struct dyn_json_reader *r, const char *at, const char *what) {
     r->err = what;
     r->err_pos = (size_t)(at - r->begin);
     r->state = S_ERROR;
@@ -203,14 +203,21 @@ static long s_hex4(const char *p) {
     return ((long)a << 12) | (b << 8) | (c << 4) | d;
 }
 
-/* Scans a string whose opening quote is at r->p; fills tok's text/escaped. */
-static int s_scan_string(struct dyn_json_reader *r, struct dyn_json_token *tok) {
+int dyn_json_scan_string(struct dyn_json_reader *r, struct dyn_json_token *tok) {
     const unsigned char *p = (const unsigned char *)r->p + 1, *end = (const unsigned char *)r->end;
     const unsigned char *start = p;
     int escaped = 0;
+    tok->type = DYN_JSON_STRING;
     for (;;) {
+        /* Eight plain bytes at a time: most of a document is string text. */
+        while (end - p >= 8) {
+            uint64_t w;
+            memcpy(&w, p, 8);
+            if (s_needs_care(w)) break;
+            p += 8;
+        }
         while (p < end && s_strclass[*p] == 0) p++;
-        if (p >= end) return s_fail(r, (const char *)p, "unterminated string");
+        if (p >= end) return dyn_json_fail(r, (const char *)p, "unterminated string");
         switch (s_strclass[*p]) {
         case 1: /* closing quote */
             tok->text = dyn_slice_make((const char *)start, (size_t)(p - start));
@@ -219,7 +226,7 @@ static int s_scan_string(struct dyn_json_reader *r, struct dyn_json_token *tok) 
             return DYN_OK;
         case 2: {
             escaped = 1;
-            if (end - p < 2) return s_fail(r, (const char *)p, "unterminated string");
+            if (end - p < 2) return dyn_json_fail(r, (const char *)p, "unterminated string");
             switch (p[1]) {
             case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
                 p += 2;
@@ -227,27 +234,27 @@ static int s_scan_string(struct dyn_json_reader *r, struct dyn_json_token *tok) 
             case 'u': {
                 long u;
                 if (end - p < 6 || (u = s_hex4((const char *)p + 2)) < 0)
-                    return s_fail(r, (const char *)p, "bad \\u escape");
-                if (u >= 0xDC00 && u <= 0xDFFF) return s_fail(r, (const char *)p, "lone low surrogate");
+                    return dyn_json_fail(r, (const char *)p, "bad \\u escape");
+                if (u >= 0xDC00 && u <= 0xDFFF) return dyn_json_fail(r, (const char *)p, "lone low surrogate");
                 if (u >= 0xD800 && u <= 0xDBFF) {
                     long lo;
                     if (end - p < 12 || p[6] != '\\' || p[7] != 'u' ||
                         (lo = s_hex4((const char *)p + 8)) < 0xDC00 || lo > 0xDFFF)
-                        return s_fail(r, (const char *)p, "lone high surrogate");
+                        return dyn_json_fail(r, (const char *)p, "lone high surrogate");
                     p += 12;
                 } else {
                     p += 6;
                 }
                 break;
             }
-            default: return s_fail(r, (const char *)p, "bad escape");
+            default: return dyn_json_fail(r, (const char *)p, "bad escape");
             }
             break;
         }
-        case 3: return s_fail(r, (const char *)p, "control character in string");
+        case 3: return dyn_json_fail(r, (const char *)p, "control character in string");
         default: {
             size_t n = s_utf8_seq(p, end);
-            if (!n) return s_fail(r, (const char *)p, "invalid UTF-8 in string");
+            if (!n) return dyn_json_fail(r, (const char *)p, "invalid UTF-8 in string");
             p += n;
             break;
         }
@@ -255,11 +262,10 @@ static int s_scan_string(struct dyn_json_reader *r, struct dyn_json_token *tok) 
     }
 }
 
-/* Scans a number at r->p following the RFC 8259 grammar. */
-static int s_scan_number(struct dyn_json_reader *r, struct dyn_json_token *tok) {
+int dyn_json_scan_number(struct dyn_json_reader *r, struct dyn_json_token *tok) {
     const char *p = r->p, *end = r->end, *start = p;
     if (p < end && *p == '-') p++;
-    if (p >= end || *p < '0' || *p > '9') return s_fail(r, p, "bad number");
+    if (p >= end || *p < '0' || *p > '9') return dyn_json_fail(r, p, "bad number");
     if (*p == '0') {
         p++;
     } else {
@@ -267,13 +273,13 @@ static int s_scan_number(struct dyn_json_reader *r, struct dyn_json_token *tok) 
     }
     if (p < end && *p == '.') {
         p++;
-        if (p >= end || *p < '0' || *p > '9') return s_fail(r, p, "bad number");
+        if (p >= end || *p < '0' || *p > '9') return dyn_json_fail(r, p, "bad number");
         while (p < end && *p >= '0' && *p <= '9') p++;
     }
     if (p < end && (*p == 'e' || *p == 'E')) {
         p++;
         if (p < end && (*p == '+' || *p == '-')) p++;
-        if (p >= end || *p < '0' || *p > '9') return s_fail(r, p, "bad number");
+        if (p >= end || *p < '0' || *p > '9') return dyn_json_fail(r, p, "bad number");
         while (p < end && *p >= '0' && *p <= '9') p++;
     }
     tok->type = DYN_JSON_NUMBER;
@@ -284,7 +290,7 @@ static int s_scan_number(struct dyn_json_reader *r, struct dyn_json_token *tok) 
 
 static int s_literal(struct dyn_json_reader *r, const char *word, size_t n, enum dyn_json_tok type,
                      struct dyn_json_token *tok) {
-    if ((size_t)(r->end - r->p) < n || memcmp(r->p, word, n) != 0) return s_fail(r, r->p, "unexpected character");
+    if ((size_t)(r->end - r->p) < n || memcmp(r->p, word, n) != 0) return dyn_json_fail(r, r->p, "unexpected character");
     tok->type = type;
     tok->text = dyn_slice_make(r->p, n);
     r->p += n;
@@ -303,7 +309,7 @@ static int s_top_is_object(const struct dyn_json_reader *r) {
 
 static int s_push(struct dyn_json_reader *r, int is_object) {
     unsigned d = r->depth;
-    if (d >= DYN_JSON_MAX_DEPTH) return s_fail(r, r->p, "nesting too deep");
+    if (d >= DYN_JSON_MAX_DEPTH) return dyn_json_fail(r, r->p, "nesting too deep");
     if (is_object) r->kinds[d >> 3] |= (unsigned char)(1u << (d & 7));
     else r->kinds[d >> 3] &= (unsigned char)~(1u << (d & 7));
     r->depth = d + 1;
@@ -314,10 +320,10 @@ static int s_push(struct dyn_json_reader *r, int is_object) {
 static int s_value(struct dyn_json_reader *r, struct dyn_json_token *tok) {
     int rc;
     tok->escaped = 0;
-    if (r->p >= r->end) return s_fail(r, r->p, "unexpected end of input");
+    if (r->p >= r->end) return dyn_json_fail(r, r->p, "unexpected end of input");
     switch (*r->p) {
     case '"':
-        if ((rc = s_scan_string(r, tok)) != DYN_OK) return rc;
+        if ((rc = dyn_json_scan_string(r, tok)) != DYN_OK) return rc;
         tok->type = DYN_JSON_STRING;
         r->state = S_AFTER;
         return DYN_OK;
@@ -340,9 +346,9 @@ static int s_value(struct dyn_json_reader *r, struct dyn_json_token *tok) {
     case 'n': rc = s_literal(r, "null", 4, DYN_JSON_NULL, tok); break;
     case '-': case '0': case '1': case '2': case '3': case '4':
     case '5': case '6': case '7': case '8': case '9':
-        rc = s_scan_number(r, tok);
+        rc = dyn_json_scan_number(r, tok);
         break;
-    default: return s_fail(r, r->p, "unexpected character");
+    default: return dyn_json_fail(r, r->p, "unexpected character");
     }
     if (rc == DYN_OK) r->state = S_AFTER;
     return rc;
@@ -351,12 +357,12 @@ static int s_value(struct dyn_json_reader *r, struct dyn_json_token *tok) {
 /* Reads a member name and the ':' after it, at r->p. */
 static int s_key(struct dyn_json_reader *r, struct dyn_json_token *tok) {
     int rc;
-    if (r->p >= r->end) return s_fail(r, r->p, "unexpected end of input");
-    if (*r->p != '"') return s_fail(r, r->p, "expected a member name");
-    if ((rc = s_scan_string(r, tok)) != DYN_OK) return rc;
+    if (r->p >= r->end) return dyn_json_fail(r, r->p, "unexpected end of input");
+    if (*r->p != '"') return dyn_json_fail(r, r->p, "expected a member name");
+    if ((rc = dyn_json_scan_string(r, tok)) != DYN_OK) return rc;
     r->p = s_skip_ws(r->p, r->end);
-    if (r->p >= r->end) return s_fail(r, r->p, "unexpected end of input");
-    if (*r->p != ':') return s_fail(r, r->p, "expected ':'");
+    if (r->p >= r->end) return dyn_json_fail(r, r->p, "unexpected end of input");
+    if (*r->p != ':') return dyn_json_fail(r, r->p, "expected ':'");
     r->p++;
     tok->type = DYN_JSON_KEY;
     r->state = S_VALUE;
@@ -386,25 +392,25 @@ int dyn_json_next(struct dyn_json_reader *r, struct dyn_json_token *tok) {
     case S_KEY: return s_key(r, tok);
     case S_AFTER:
         if (r->depth == 0) {
-            if (r->p != r->end) return s_fail(r, r->p, "unexpected data after the document");
+            if (r->p != r->end) return dyn_json_fail(r, r->p, "unexpected data after the document");
             tok->type = DYN_JSON_END;
             tok->escaped = 0;
             tok->text = dyn_slice_make(r->p, 0);
             r->state = S_DONE;
             return DYN_OK;
         }
-        if (r->p >= r->end) return s_fail(r, r->p, "unexpected end of input");
+        if (r->p >= r->end) return dyn_json_fail(r, r->p, "unexpected end of input");
         if (s_top_is_object(r)) {
             if (*r->p == '}') return s_close(r, tok, DYN_JSON_OBJ_END);
-            if (*r->p != ',') return s_fail(r, r->p, "expected ',' or '}'");
+            if (*r->p != ',') return dyn_json_fail(r, r->p, "expected ',' or '}'");
             r->p = s_skip_ws(r->p + 1, r->end);
             return s_key(r, tok);
         }
         if (*r->p == ']') return s_close(r, tok, DYN_JSON_ARR_END);
-        if (*r->p != ',') return s_fail(r, r->p, "expected ',' or ']'");
+        if (*r->p != ',') return dyn_json_fail(r, r->p, "expected ',' or ']'");
         r->p = s_skip_ws(r->p + 1, r->end);
         return s_value(r, tok);
-    case S_DONE: return s_fail(r, r->p, "read past the end of the document");
+    case S_DONE: return dyn_json_fail(r, r->p, "read past the end of the document");
     default: return DYN_EJSON;
     }
 }
