@@ -890,45 +890,88 @@ static int s_finish_out(lua_State *L, struct s_state *st) {
 
 /* ---- JSON / AV reader -> Lua ----------------------------------------- */
 
+/*
+ * The decoders are recursive descent over the json.h scanner: they know
+ * the shape they expect (an AttributeValue is a one-member object), so
+ * they skip the pull reader's state machine.
+ */
 struct s_read {
     lua_State *L;
     struct s_state *st;
-    int depth; /* AV maps open, for the size hints */
+    int depth;   /* containers open, against DYN_JSON_MAX_DEPTH */
+    int avdepth; /* AV maps open, for the size hints */
     struct dyn_json_reader r;
 };
 
-static int s_read_fail_at(struct s_read *d, size_t pos, const char *what) {
+static int s_read_fail_at(struct s_read *d, const char *at, const char *what) {
+    dyn_json_fail(&d->r, at, what);
     s_release(d->st);
-    return luaL_error(d->L, "json: %s at byte %d", what, (int)pos + 1);
+    return luaL_error(d->L, "json: %s at byte %d", d->r.err, (int)d->r.err_pos + 1);
 }
 
-static int s_read_fail(struct s_read *d) { return s_read_fail_at(d, d->r.err_pos, d->r.err); }
-
-/* Offset of the start of token t (the quote of a string). */
-static size_t s_tok_pos(const struct s_read *d, const struct dyn_json_token *t) {
-    size_t pos = (size_t)(t->text.ptr - d->r.begin);
-    if ((t->type == DYN_JSON_STRING || t->type == DYN_JSON_KEY) && pos > 0) pos--;
-    return pos;
+/* Raises the error the scanner recorded. */
+static int s_read_fail(struct s_read *d) {
+    s_release(d->st);
+    return luaL_error(d->L, "json: %s at byte %d", d->r.err, (int)d->r.err_pos + 1);
 }
 
-static void s_next(struct s_read *d, struct dyn_json_token *t) {
-    if (dyn_json_next(&d->r, t) != DYN_OK) s_read_fail(d);
+static int s_read_oom(struct s_read *d) {
+    s_release(d->st);
+    return luaL_error(d->L, "not enough memory");
+}
+
+/* Skips whitespace; returns the next byte, or 0 at the end. */
+static inline char s_peek(struct s_read *d) {
+    d->r.p = dyn_json_skip_ws(d->r.p, d->r.end);
+    return d->r.p < d->r.end ? *d->r.p : 0;
+}
+
+/* Consumes c after whitespace, or raises `what` (or end of input). */
+static inline void s_expect(struct s_read *d, char c, const char *what) {
+    if (s_peek(d) != c) s_read_fail_at(d, d->r.p, d->r.p < d->r.end ? what : "unexpected end of input");
+    d->r.p++;
+}
+
+/* Reads a string at the current position (after whitespace). */
+static void s_string_tok(struct s_read *d, struct dyn_json_token *t, const char *what) {
+    if (s_peek(d) != '"') s_read_fail_at(d, d->r.p, d->r.p < d->r.end ? what : "unexpected end of input");
+    if (dyn_json_scan_string(&d->r, t) != DYN_OK) s_read_fail(d);
+}
+
+/* After a member or element: 1 when another follows (',' read), 0 at `close`. */
+static inline int s_more(struct s_read *d, char close, const char *what) {
+    char c = s_peek(d);
+    if (c == ',') {
+        d->r.p++;
+        return 1;
+    }
+    if (c == close) {
+        d->r.p++;
+        return 0;
+    }
+    return s_read_fail_at(d, d->r.p, d->r.p < d->r.end ? what : "unexpected end of input");
+}
+
+static void s_enter(struct s_read *d) {
+    if (++d->depth > DYN_JSON_MAX_DEPTH || !lua_checkstack(d->L, 8)) s_read_fail_at(d, d->r.p, "nesting too deep");
 }
 
 /* The value of a string token (unescaped into scratch when needed). */
 static dyn_slice s_tok_string(struct s_read *d, const struct dyn_json_token *t) {
     if (!t->escaped) return t->text;
     dyn_buf_reset(&d->st->scratch);
-    if (dyn_json_unescape(t->text, &d->st->scratch) != DYN_OK) {
-        s_release(d->st);
-        luaL_error(d->L, "not enough memory");
-    }
+    if (dyn_json_unescape(t->text, &d->st->scratch) != DYN_OK) s_read_oom(d);
     return dyn_buf_slice(&d->st->scratch);
 }
 
 static void s_push_tok_string(struct s_read *d, const struct dyn_json_token *t) {
     dyn_slice s = s_tok_string(d, t);
     lua_pushlstring(d->L, s.ptr, s.len);
+}
+
+/* Where a token starts (its opening quote for strings). */
+static const char *s_tok_at(const struct dyn_json_token *t) {
+    return t->type == DYN_JSON_STRING ? t->text.ptr - 1 : t->text.ptr;
 }
 
 /*
@@ -963,56 +1006,10 @@ static int s_push_n(lua_State *L, dyn_slice t, enum dyn_av_num_err *why) {
     return DYN_OK;
 }
 
-static void s_dec_av_tok(struct s_read *d, const struct dyn_json_token *t0);
-
-static void s_dec_av(struct s_read *d) {
-    struct dyn_json_token t;
-    s_next(d, &t);
-    s_dec_av_tok(d, &t);
-}
-
-/* Reads the members of an AV map ('{' already read) into a new table. */
-static void s_dec_av_map_body(struct s_read *d, int tag_empty) {
-    lua_State *L = d->L;
-    struct dyn_json_token t;
-    int n = 0, *hint = &d->st->hint[d->depth < HINT_LEVELS ? d->depth : HINT_LEVELS - 1];
-    if (!lua_checkstack(L, 8)) s_read_fail_at(d, (size_t)(d->r.p - d->r.begin), "nesting too deep");
-    /* Sized like the last map at this depth: no rehash for same-shaped items. */
-    lua_createtable(L, 0, *hint);
-    d->depth++;
-    for (;;) {
-        s_next(d, &t);
-        if (t.type == DYN_JSON_OBJ_END) break;
-        s_push_tok_string(d, &t);
-        s_dec_av(d);
-        lua_rawset(L, -3);
-        n++;
-    }
-    d->depth--;
-    *hint = n < 64 ? n : 64;
-    if (n == 0 && tag_empty) {
-        lua_pushvalue(L, lua_upvalueindex(UV_MT_MAP));
-        lua_setmetatable(L, -2);
-    }
-}
-
-static void s_dec_av_map(struct s_read *d, int tag_empty) {
-    struct dyn_json_token t;
-    s_next(d, &t);
-    if (t.type != DYN_JSON_OBJ_BEGIN) s_read_fail_at(d, s_tok_pos(d, &t), "expected an object of AttributeValues");
-    s_dec_av_map_body(d, tag_empty);
-}
-
-/* Reads a string token (for S/N/B values and set elements). */
-static void s_expect_string(struct s_read *d, struct dyn_json_token *t, const char *what) {
-    s_next(d, t);
-    if (t->type != DYN_JSON_STRING) s_read_fail_at(d, s_tok_pos(d, t), what);
-}
-
 static void s_dec_n_token(struct s_read *d, const struct dyn_json_token *t) {
     enum dyn_av_num_err why;
     dyn_slice s = s_tok_string(d, t);
-    if (s_push_n(d->L, s, &why) != DYN_OK) s_read_fail_at(d, s_tok_pos(d, t), "invalid N value");
+    if (s_push_n(d->L, s, &why) != DYN_OK) s_read_fail_at(d, s_tok_at(t), "invalid N value");
 }
 
 static void s_dec_b_token(struct s_read *d, const struct dyn_json_token *t) {
@@ -1024,19 +1021,14 @@ static void s_dec_b_token(struct s_read *d, const struct dyn_json_token *t) {
     if (t->escaped) {
         /* Unescaped text goes first in scratch and the bytes after it: room
            for both is made first, so the text does not move while read. */
-        if (dyn_json_unescape(t->text, sc) != DYN_OK || dyn_buf_reserve(sc, sc->len / 4 * 3 + 4) != DYN_OK) {
-            s_release(d->st);
-            luaL_error(d->L, "not enough memory");
-        }
+        if (dyn_json_unescape(t->text, sc) != DYN_OK || dyn_buf_reserve(sc, sc->len / 4 * 3 + 4) != DYN_OK)
+            s_read_oom(d);
         s = dyn_slice_make(sc->ptr, sc->len);
         start = sc->len;
     }
     rc = dyn_base64_decode(s, sc);
-    if (rc == DYN_ENOMEM) {
-        s_release(d->st);
-        luaL_error(d->L, "not enough memory");
-    }
-    if (rc != DYN_OK) s_read_fail_at(d, s_tok_pos(d, t), "invalid base64 in B value");
+    if (rc == DYN_ENOMEM) s_read_oom(d);
+    if (rc != DYN_OK) s_read_fail_at(d, s_tok_at(t), "invalid base64 in B value");
     lua_pushlstring(d->L, sc->len ? sc->ptr + start : "", sc->len - start);
     s_wrap_binary(d->L);
 }
@@ -1044,90 +1036,142 @@ static void s_dec_b_token(struct s_read *d, const struct dyn_json_token *t) {
 /* The upvalue of the set metatable for kind 'S', 'N' or 'B'. */
 static int s_set_uv(char kind) { return kind == 'S' ? UV_MT_SS : kind == 'N' ? UV_MT_NS : UV_MT_BS; }
 
+static void s_dec_av(struct s_read *d);
+
+/* Reads an AV map (name -> AttributeValue) into a new table. */
+static void s_dec_av_map(struct s_read *d, int tag_empty) {
+    lua_State *L = d->L;
+    struct dyn_json_token t;
+    int n = 0, *hint = &d->st->hint[d->avdepth < HINT_LEVELS ? d->avdepth : HINT_LEVELS - 1];
+    s_expect(d, '{', "expected an object of AttributeValues");
+    s_enter(d);
+    /* Sized like the last map at this depth: no rehash for same-shaped items. */
+    lua_createtable(L, 0, *hint);
+    d->avdepth++;
+    if (s_peek(d) == '}') {
+        d->r.p++;
+    } else {
+        do {
+            s_string_tok(d, &t, "expected a member name");
+            s_push_tok_string(d, &t);
+            s_expect(d, ':', "expected ':'");
+            s_dec_av(d);
+            lua_rawset(L, -3);
+            n++;
+        } while (s_more(d, '}', "expected ',' or '}'"));
+    }
+    d->avdepth--;
+    d->depth--;
+    *hint = n < 64 ? n : 64;
+    if (n == 0 && tag_empty) {
+        lua_pushvalue(L, lua_upvalueindex(UV_MT_MAP));
+        lua_setmetatable(L, -2);
+    }
+}
+
 /* Reads the array of a SS/NS/BS value into a new set. */
 static void s_dec_set(struct s_read *d, char kind) {
     lua_State *L = d->L;
     struct dyn_json_token t;
     lua_Integer i = 0;
-    s_next(d, &t);
-    if (t.type != DYN_JSON_ARR_BEGIN) s_read_fail_at(d, s_tok_pos(d, &t), "expected an array for a set");
+    s_expect(d, '[', "expected an array for a set");
     lua_createtable(L, 4, 0);
-    for (;;) {
-        s_next(d, &t);
-        if (t.type == DYN_JSON_ARR_END) break;
-        if (t.type != DYN_JSON_STRING) s_read_fail_at(d, s_tok_pos(d, &t), "set elements must be strings");
-        if (kind == 'S') s_push_tok_string(d, &t);
-        else if (kind == 'N') s_dec_n_token(d, &t);
-        else s_dec_b_token(d, &t);
-        lua_rawseti(L, -2, ++i);
+    if (s_peek(d) == ']') {
+        d->r.p++;
+    } else {
+        do {
+            s_string_tok(d, &t, "set elements must be strings");
+            if (kind == 'S') s_push_tok_string(d, &t);
+            else if (kind == 'N') s_dec_n_token(d, &t);
+            else s_dec_b_token(d, &t);
+            lua_rawseti(L, -2, ++i);
+        } while (s_more(d, ']', "expected ',' or ']'"));
     }
     lua_pushvalue(L, lua_upvalueindex(s_set_uv(kind)));
     lua_setmetatable(L, -2);
 }
 
-/* Reads one AttributeValue object, whose first token is t0, and pushes its native value. */
-static void s_dec_av_tok(struct s_read *d, const struct dyn_json_token *t0) {
+/* Consumes the literal `word` at the current position, or raises. */
+static void s_literal(struct s_read *d, const char *word, size_t n, const char *what) {
+    s_peek(d);
+    if ((size_t)(d->r.end - d->r.p) < n || memcmp(d->r.p, word, n) != 0) s_read_fail_at(d, d->r.p, what);
+    d->r.p += n;
+}
+
+/* Reads one AttributeValue object and pushes its native value. */
+static void s_dec_av(struct s_read *d) {
     lua_State *L = d->L;
     struct dyn_json_token t, ty;
     const char *k;
     size_t kn;
-    if (t0->type != DYN_JSON_OBJ_BEGIN) s_read_fail_at(d, s_tok_pos(d, t0), "expected an AttributeValue object");
-    s_next(d, &ty);
-    if (ty.type != DYN_JSON_KEY) s_read_fail_at(d, s_tok_pos(d, &ty), "empty AttributeValue");
+    s_expect(d, '{', "expected an AttributeValue object");
+    s_string_tok(d, &ty, "expected an AttributeValue type");
+    s_expect(d, ':', "expected ':'");
     k = ty.text.ptr;
     kn = ty.text.len;
-    if (kn == 1 && k[0] == 'S') {
-        s_expect_string(d, &t, "S value must be a string");
-        s_push_tok_string(d, &t);
-    } else if (kn == 1 && k[0] == 'N') {
-        s_expect_string(d, &t, "N value must be a string");
-        s_dec_n_token(d, &t);
-    } else if (kn == 1 && k[0] == 'M') {
-        if (!lua_checkstack(L, 8)) s_read_fail_at(d, s_tok_pos(d, &ty), "nesting too deep");
-        s_dec_av_map(d, 1);
-    } else if (kn == 1 && k[0] == 'L') {
-        lua_Integer i = 0;
-        if (!lua_checkstack(L, 8)) s_read_fail_at(d, s_tok_pos(d, &ty), "nesting too deep");
-        s_next(d, &t);
-        if (t.type != DYN_JSON_ARR_BEGIN) s_read_fail_at(d, s_tok_pos(d, &t), "L value must be an array");
-        lua_createtable(L, 4, 0);
-        for (;;) {
-            s_next(d, &t);
-            if (t.type == DYN_JSON_ARR_END) break;
-            s_dec_av_tok(d, &t);
-            lua_rawseti(L, -2, ++i);
+    if (kn == 1) {
+        switch (k[0]) {
+        case 'S':
+            s_string_tok(d, &t, "S value must be a string");
+            s_push_tok_string(d, &t);
+            break;
+        case 'N':
+            s_string_tok(d, &t, "N value must be a string");
+            s_dec_n_token(d, &t);
+            break;
+        case 'M': s_dec_av_map(d, 1); break;
+        case 'L': {
+            lua_Integer i = 0;
+            s_expect(d, '[', "L value must be an array");
+            s_enter(d);
+            lua_createtable(L, 4, 0);
+            if (s_peek(d) == ']') {
+                d->r.p++;
+            } else {
+                do {
+                    s_dec_av(d);
+                    lua_rawseti(L, -2, ++i);
+                } while (s_more(d, ']', "expected ',' or ']'"));
+            }
+            d->depth--;
+            lua_pushvalue(L, lua_upvalueindex(UV_MT_LIST));
+            lua_setmetatable(L, -2);
+            break;
         }
-        lua_pushvalue(L, lua_upvalueindex(UV_MT_LIST));
-        lua_setmetatable(L, -2);
-    } else if (kn == 1 && k[0] == 'B') {
-        s_expect_string(d, &t, "B value must be a string");
-        s_dec_b_token(d, &t);
+        case 'B':
+            s_string_tok(d, &t, "B value must be a string");
+            s_dec_b_token(d, &t);
+            break;
+        default: s_read_fail_at(d, s_tok_at(&ty), "unknown AttributeValue type");
+        }
     } else if (kn == 4 && memcmp(k, "BOOL", 4) == 0) {
-        s_next(d, &t);
-        if (t.type != DYN_JSON_TRUE && t.type != DYN_JSON_FALSE)
-            s_read_fail_at(d, s_tok_pos(d, &t), "BOOL value must be true or false");
-        lua_pushboolean(L, t.type == DYN_JSON_TRUE);
+        if (s_peek(d) == 't') {
+            s_literal(d, "true", 4, "BOOL value must be true or false");
+            lua_pushboolean(L, 1);
+        } else {
+            s_literal(d, "false", 5, "BOOL value must be true or false");
+            lua_pushboolean(L, 0);
+        }
     } else if (kn == 4 && memcmp(k, "NULL", 4) == 0) {
-        s_next(d, &t);
-        if (t.type != DYN_JSON_TRUE) s_read_fail_at(d, s_tok_pos(d, &t), "NULL value must be true");
+        s_literal(d, "true", 4, "NULL value must be true");
         lua_pushvalue(L, lua_upvalueindex(UV_NULL));
     } else if (kn == 2 && k[1] == 'S' && (k[0] == 'S' || k[0] == 'N' || k[0] == 'B')) {
         s_dec_set(d, k[0]);
     } else {
-        s_read_fail_at(d, s_tok_pos(d, &ty), "unknown AttributeValue type");
+        s_read_fail_at(d, s_tok_at(&ty), "unknown AttributeValue type");
     }
-    s_next(d, &t);
-    if (t.type != DYN_JSON_OBJ_END) s_read_fail_at(d, s_tok_pos(d, &t), "AttributeValue with more than one member");
+    if (s_peek(d) == ',') s_read_fail_at(d, d->r.p, "AttributeValue with more than one member");
+    s_expect(d, '}', "expected '}'");
 }
 
 /* Where a plain JSON value sits in a response, for the unmarshal mode. */
 enum s_mode {
     M_PLAIN,
-    M_TOP,            /* the response object */
-    M_AVMAP,          /* an item: AV map */
-    M_AVMAP_ARRAY,    /* an array of items */
-    M_RESPONSES,      /* "Responses": table -> items, or [ {Item = ...} ] */
-    M_ITEM_HOLDER,    /* an object whose "Item" is an item */
+    M_TOP,         /* the response object */
+    M_AVMAP,       /* an item: AV map */
+    M_AVMAP_ARRAY, /* an array of items */
+    M_RESPONSES,   /* "Responses": table -> items, or [ {Item = ...} ] */
+    M_ITEM_HOLDER  /* an object whose "Item" is an item */
 };
 
 static enum s_mode s_member_mode(enum s_mode parent, dyn_slice key) {
@@ -1143,6 +1187,7 @@ static enum s_mode s_member_mode(enum s_mode parent, dyn_slice key) {
     return M_PLAIN;
 }
 
+/* JSON numbers: integers when integral and within int64, else floats. */
 static void s_push_json_number(struct s_read *d, const struct dyn_json_token *t) {
     lua_State *L = d->L;
     enum dyn_av_num_err why;
@@ -1152,69 +1197,91 @@ static void s_push_json_number(struct s_read *d, const struct dyn_json_token *t)
     double dv;
     const char *p = t->text.ptr;
     size_t n = t->text.len;
-    int has_frac = memchr(p, '.', n) || memchr(p, 'e', n) || memchr(p, 'E', n);
-    /* Integer literals take the fast path unless they overflow int64. */
-    if (!has_frac && s_push_n(L, t->text, &why) == DYN_OK) {
+    int literal_int = !memchr(p, '.', n) && !memchr(p, 'e', n) && !memchr(p, 'E', n);
+    if (literal_int && s_push_n(L, t->text, &why) == DYN_OK) {
         if (lua_isinteger(L, -1)) return;
         lua_pop(L, 1);
     }
-    /* Integral values in int64 range become integers ("1.0", "1e3"). */
+    /* "1.0" and "1e3" are integral too. */
     if (dyn_av_number_canon(t->text, buf, &len, &why) == DYN_OK &&
         dyn_av_number_classify(dyn_slice_make(buf, len), &iv, &dv) == DYN_AV_INT) {
         lua_pushinteger(L, (lua_Integer)iv);
         return;
     }
-    if (dyn_av_parse_double(t->text, &d->st->alloc, &dv) != DYN_OK) {
-        s_release(d->st);
-        luaL_error(L, "not enough memory");
-    }
+    if (dyn_av_parse_double(t->text, &d->st->alloc, &dv) != DYN_OK) s_read_oom(d);
     lua_pushnumber(L, (lua_Number)dv);
 }
 
-/* Pushes the plain value whose first token is t. */
-static void s_dec_plain(struct s_read *d, const struct dyn_json_token *t0, enum s_mode mode) {
+/* Reads a plain JSON value and pushes it. */
+static void s_dec_plain(struct s_read *d, enum s_mode mode) {
     lua_State *L = d->L;
     struct dyn_json_token t;
-    switch (t0->type) {
-    case DYN_JSON_STRING: s_push_tok_string(d, t0); return;
-    case DYN_JSON_NUMBER: s_push_json_number(d, t0); return;
-    case DYN_JSON_TRUE: lua_pushboolean(L, 1); return;
-    case DYN_JSON_FALSE: lua_pushboolean(L, 0); return;
-    case DYN_JSON_NULL: lua_pushvalue(L, lua_upvalueindex(UV_NULL)); return;
-    case DYN_JSON_OBJ_BEGIN:
-        if (!lua_checkstack(L, 8)) s_read_fail_at(d, s_tok_pos(d, t0), "nesting too deep");
+    switch (s_peek(d)) {
+    case '"':
+        if (dyn_json_scan_string(&d->r, &t) != DYN_OK) s_read_fail(d);
+        s_push_tok_string(d, &t);
+        return;
+    case '-': case '0': case '1': case '2': case '3': case '4':
+    case '5': case '6': case '7': case '8': case '9':
+        if (dyn_json_scan_number(&d->r, &t) != DYN_OK) s_read_fail(d);
+        s_push_json_number(d, &t);
+        return;
+    case 't':
+        s_literal(d, "true", 4, "unexpected character");
+        lua_pushboolean(L, 1);
+        return;
+    case 'f':
+        s_literal(d, "false", 5, "unexpected character");
+        lua_pushboolean(L, 0);
+        return;
+    case 'n':
+        s_literal(d, "null", 4, "unexpected character");
+        lua_pushvalue(L, lua_upvalueindex(UV_NULL));
+        return;
+    case '{':
         if (mode == M_AVMAP) {
-            s_dec_av_map_body(d, 0);
+            s_dec_av_map(d, 0);
             return;
         }
+        d->r.p++;
+        s_enter(d);
         lua_createtable(L, 0, 4);
-        for (;;) {
-            enum s_mode child;
-            s_next(d, &t);
-            if (t.type == DYN_JSON_OBJ_END) break;
-            child = s_member_mode(mode, t.text);
-            s_push_tok_string(d, &t);
-            s_next(d, &t);
-            s_dec_plain(d, &t, child);
-            lua_rawset(L, -3);
+        if (s_peek(d) == '}') {
+            d->r.p++;
+        } else {
+            do {
+                enum s_mode child;
+                s_string_tok(d, &t, "expected a member name");
+                child = s_member_mode(mode, t.text);
+                s_push_tok_string(d, &t);
+                s_expect(d, ':', "expected ':'");
+                s_dec_plain(d, child);
+                lua_rawset(L, -3);
+            } while (s_more(d, '}', "expected ',' or '}'"));
         }
+        d->depth--;
         return;
-    case DYN_JSON_ARR_BEGIN: {
+    case '[': {
         lua_Integer i = 0;
         enum s_mode child = mode == M_AVMAP_ARRAY ? M_AVMAP : mode == M_RESPONSES ? M_ITEM_HOLDER : M_PLAIN;
-        if (!lua_checkstack(L, 8)) s_read_fail_at(d, s_tok_pos(d, t0), "nesting too deep");
+        d->r.p++;
+        s_enter(d);
         lua_createtable(L, 4, 0);
-        for (;;) {
-            s_next(d, &t);
-            if (t.type == DYN_JSON_ARR_END) break;
-            s_dec_plain(d, &t, child);
-            lua_rawseti(L, -2, ++i);
+        if (s_peek(d) == ']') {
+            d->r.p++;
+        } else {
+            do {
+                s_dec_plain(d, child);
+                lua_rawseti(L, -2, ++i);
+            } while (s_more(d, ']', "expected ',' or ']'"));
         }
+        d->depth--;
         lua_pushvalue(L, lua_upvalueindex(UV_MT_LIST));
         lua_setmetatable(L, -2);
         return;
     }
-    default: s_read_fail_at(d, s_tok_pos(d, t0), "unexpected token");
+    case 0: s_read_fail_at(d, d->r.p, "unexpected end of input"); return;
+    default: s_read_fail_at(d, d->r.p, "unexpected character");
     }
 }
 
@@ -1222,13 +1289,13 @@ static void s_read_init(struct s_read *d, lua_State *L, struct s_state *st, dyn_
     d->L = L;
     d->st = st;
     d->depth = 0;
+    d->avdepth = 0;
     dyn_json_reader_init(&d->r, text);
 }
 
+/* Only whitespace may follow the document. */
 static void s_read_end(struct s_read *d) {
-    struct dyn_json_token t;
-    s_next(d, &t);
-    if (t.type != DYN_JSON_END) s_read_fail_at(d, s_tok_pos(d, &t), "unexpected data after the document");
+    if (s_peek(d) || d->r.p != d->r.end) s_read_fail_at(d, d->r.p, "unexpected data after the document");
 }
 
 /* ---- Lua AV tables -> native (unmarshal) ------------------------------ */
@@ -1448,11 +1515,9 @@ static int l_json_decode(lua_State *L) {
     dyn_slice text = ldynamo_checkslice(L, 1);
     int unmarshal = lua_toboolean(L, 2);
     struct s_read d;
-    struct dyn_json_token t;
     lua_settop(L, 2);
     s_read_init(&d, L, s_acquire(L), text);
-    s_next(&d, &t);
-    s_dec_plain(&d, &t, unmarshal ? M_TOP : M_PLAIN);
+    s_dec_plain(&d, unmarshal ? M_TOP : M_PLAIN);
     s_read_end(&d);
     s_release(d.st);
     return 1;
@@ -1474,7 +1539,6 @@ static int s_marshal(lua_State *L, int force_value) {
     const char *root = s_root(L, 2, "value");
     struct s_walk w;
     struct s_read d;
-    struct dyn_json_token t;
     struct s_state *st;
     luaL_checkany(L, 1);
     lua_settop(L, 2);
@@ -1483,8 +1547,7 @@ static int s_marshal(lua_State *L, int force_value) {
     if (!force_value && s_is_mapish(L, st, 1)) s_enc_item(&w, 1);
     else s_enc_av(&w, 1, 0);
     s_read_init(&d, L, st, dyn_buf_slice(&st->out));
-    s_next(&d, &t);
-    s_dec_plain(&d, &t, M_PLAIN);
+    s_dec_plain(&d, M_PLAIN);
     s_release(st);
     return 1;
 }

@@ -297,11 +297,6 @@ static int s_literal(struct dyn_json_reader *r, const char *word, size_t n, enum
     return DYN_OK;
 }
 
-static const char *s_skip_ws(const char *p, const char *end) {
-    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
-    return p;
-}
-
 static int s_top_is_object(const struct dyn_json_reader *r) {
     unsigned d = r->depth - 1;
     return (r->kinds[d >> 3] >> (d & 7)) & 1;
@@ -360,7 +355,7 @@ static int s_key(struct dyn_json_reader *r, struct dyn_json_token *tok) {
     if (r->p >= r->end) return dyn_json_fail(r, r->p, "unexpected end of input");
     if (*r->p != '"') return dyn_json_fail(r, r->p, "expected a member name");
     if ((rc = dyn_json_scan_string(r, tok)) != DYN_OK) return rc;
-    r->p = s_skip_ws(r->p, r->end);
+    r->p = dyn_json_skip_ws(r->p, r->end);
     if (r->p >= r->end) return dyn_json_fail(r, r->p, "unexpected end of input");
     if (*r->p != ':') return dyn_json_fail(r, r->p, "expected ':'");
     r->p++;
@@ -380,7 +375,7 @@ static int s_close(struct dyn_json_reader *r, struct dyn_json_token *tok, enum d
 }
 
 int dyn_json_next(struct dyn_json_reader *r, struct dyn_json_token *tok) {
-    r->p = s_skip_ws(r->p, r->end);
+    r->p = dyn_json_skip_ws(r->p, r->end);
     switch (r->state) {
     case S_VALUE: return s_value(r, tok);
     case S_ARR_FIRST:
@@ -403,12 +398,12 @@ int dyn_json_next(struct dyn_json_reader *r, struct dyn_json_token *tok) {
         if (s_top_is_object(r)) {
             if (*r->p == '}') return s_close(r, tok, DYN_JSON_OBJ_END);
             if (*r->p != ',') return dyn_json_fail(r, r->p, "expected ',' or '}'");
-            r->p = s_skip_ws(r->p + 1, r->end);
+            r->p = dyn_json_skip_ws(r->p + 1, r->end);
             return s_key(r, tok);
         }
         if (*r->p == ']') return s_close(r, tok, DYN_JSON_ARR_END);
         if (*r->p != ',') return dyn_json_fail(r, r->p, "expected ',' or ']'");
-        r->p = s_skip_ws(r->p + 1, r->end);
+        r->p = dyn_json_skip_ws(r->p + 1, r->end);
         return s_value(r, tok);
     case S_DONE: return dyn_json_fail(r, r->p, "read past the end of the document");
     default: return DYN_EJSON;

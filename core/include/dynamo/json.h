@@ -106,6 +106,33 @@ int dyn_json_next(struct dyn_json_reader *r, struct dyn_json_token *tok);
 int dyn_json_skip(struct dyn_json_reader *r, const struct dyn_json_token *first);
 
 /*
+ * Scanner: the pieces of the reader, for parsers that follow the grammar
+ * themselves (recursive descent over a known document shape). They move
+ * r->p but never look at or change the pull state, so a reader is used
+ * either through dyn_json_next or through these, not both. Errors are
+ * recorded in r->err / r->err_pos as dyn_json_next records them.
+ */
+
+/* Skips JSON whitespace from p; returns the first other byte (or end). */
+static inline const char *dyn_json_skip_ws(const char *p, const char *end) {
+    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
+    return p;
+}
+
+/*
+ * r->p is at a '"': reads the string (validated as the reader does) into tok
+ * (type DYN_JSON_STRING) and leaves r->p after the closing quote.
+ * Returns DYN_OK or DYN_EJSON.
+ */
+int dyn_json_scan_string(struct dyn_json_reader *r, struct dyn_json_token *tok);
+
+/* r->p is at '-' or a digit: reads a number token. DYN_OK or DYN_EJSON. */
+int dyn_json_scan_number(struct dyn_json_reader *r, struct dyn_json_token *tok);
+
+/* Records error `what` at `at` (a pointer into the input); returns DYN_EJSON. */
+int dyn_json_fail(struct dyn_json_reader *r, const char *at, const char *what);
+
+/*
  * Appends the value of a raw string content (as found in a token: the reader
  * has validated it) to out, turning escapes (surrogate pairs included) into
  * UTF-8. Returns DYN_OK or DYN_ENOMEM.
