@@ -22,7 +22,6 @@
 #include "ldynamo.h"
 
 #include "dynamo/expr.h"
-#include <stdlib.h>
 
 #define EXPR_MT "dynamo.Expr"
 #define STATE_MT "dynamo.ExprRenderState"
@@ -621,8 +620,8 @@ static int l_render_request(lua_State *L) {
         lua_pushvalue(L, UV_STATE);
     }
     st_idx = lua_gettop(L);
-    st->busy = getenv("NOTBC") ? 0 : 1;
-    if (!getenv("NOTBC")) lua_toclose(L, st_idx);
+    st->busy = 1;
+    lua_toclose(L, st_idx);
 
     for (slot = 0; slot < DYN_EXPR_SLOTS; slot++) {
         exprs[slot] = NULL;
@@ -688,7 +687,6 @@ static int l_render_request(lua_State *L) {
         return s_render_fail(L);
     }
 
-    if (getenv("NOP3")) { lua_pushboolean(L, 1); return 1; }
     /* phase 3 */
     lua_createtable(L, 0, 7);
     for (slot = 0; slot < DYN_EXPR_SLOTS; slot++) {

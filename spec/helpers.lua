@@ -14,8 +14,12 @@ helpers.root = repo_root()
 -- Specs run against the build named by DYNAMO_BUILD_DIR (scripts/test sets it
 -- for the sanitizer pass), else build/.
 local build = os.getenv("DYNAMO_BUILD_DIR") or (helpers.root .. "/build")
-package.path = helpers.root .. "/lua/?.lua;" .. helpers.root .. "/lua/?/init.lua;" .. package.path
-package.cpath = build .. "/?.so;" .. package.cpath
+local function prepend(path, entry)
+  if path:sub(1, #entry) == entry then return path end
+  return entry .. path
+end
+package.path = prepend(package.path, helpers.root .. "/lua/?.lua;" .. helpers.root .. "/lua/?/init.lua;")
+package.cpath = prepend(package.cpath, build .. "/?.so;")
 
 local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 helpers.shell_quote = shell_quote
