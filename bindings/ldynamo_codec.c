@@ -57,6 +57,21 @@ struct s_entry {
 #define HINT_LEVELS 8
 #define PERM_MAX 32 /* maps up to this size remember their key order */
 
+#define KEY_CACHE 64 /* slots of the escaped-key cache */
+#define KEY_RAW 24    /* longest key it holds */
+
+/*
+ * A map key already validated and written as JSON ("key":), found by the
+ * address of the key's bytes and confirmed by comparing them (an address
+ * may be reused once a string is collected).
+ */
+struct s_keyc {
+    const char *ptr;
+    unsigned char len, elen;
+    char raw[KEY_RAW];
+    char esc[KEY_RAW + 8];
+};
+
 /* The key order of the last map written at one nesting level. */
 struct s_perm {
     size_t n;
@@ -76,6 +91,7 @@ struct s_state {
     /* Same-shaped items traverse their keys in the same order: the last
        sorting permutation per level is tried (and checked) first. */
     struct s_perm perm[HINT_LEVELS];
+    struct s_keyc keys[KEY_CACHE];
     const void *null_ud, *mt_number, *mt_binary, *mt_set, *mt_ss, *mt_ns, *mt_bs, *mt_list, *mt_map, *mt_item,
         *mt_av;
 };
@@ -483,12 +499,30 @@ static void s_sort_entries(struct s_entry *e, size_t n) {
 
 /* Writes a map key, checking UTF-8 (the path names the map). */
 static void s_put_key(struct s_walk *w, const char *k, size_t n) {
-    int rc = dyn_json_write_string(w->out, dyn_slice_make(k, n));
+    struct s_keyc *c = &w->st->keys[((uintptr_t)k >> 4) % KEY_CACHE];
+    size_t at = w->out->len;
+    int rc;
+    /* Items of one table repeat their attribute names: reuse the text. */
+    if (c->ptr == k && c->len == n && memcmp(c->raw, k, n) == 0) {
+        /* A fixed-size copy (the slot is that big) beats a variable one. */
+        memcpy(s_room(w, sizeof c->esc), c->esc, sizeof c->esc);
+        w->out->len += c->elen;
+        return;
+    }
+    rc = dyn_json_write_string(w->out, dyn_slice_make(k, n));
     if (rc == DYN_ENOMEM) s_oom(w);
     if (rc != DYN_OK) {
         size_t bad = 0;
         dyn_utf8_valid(dyn_slice_make(k, n), &bad);
         s_fail(w, "map key is not valid UTF-8 (byte %d)", (int)bad + 1);
+    }
+    s_putc(w, ':');
+    if (n <= KEY_RAW && w->out->len - at <= sizeof c->esc) {
+        c->ptr = k;
+        c->len = (unsigned char)n;
+        c->elen = (unsigned char)(w->out->len - at);
+        memcpy(c->raw, k, n);
+        memcpy(c->esc, w->out->ptr + at, c->elen);
     }
 }
 
@@ -558,10 +592,12 @@ static void s_write_map(struct s_walk *w, int idx, int level, int json) {
     lua_State *L = w->L;
     struct s_state *st = w->st;
     size_t first = st->nentries, n = 0, from;
+    int vslot;
     if (!lua_checkstack(L, 6)) s_fail(w, "nesting too deep");
     s_putc(w, '{');
     from = w->out->len;
     lua_pushnil(L);
+    vslot = lua_gettop(L) + 1; /* lua_next leaves the key below the value */
     while (lua_next(L, idx)) {
         struct s_entry *e;
         const char *k;
@@ -582,9 +618,8 @@ static void s_write_map(struct s_walk *w, int idx, int level, int json) {
         st->nentries = first + n + 1; /* nested maps stack theirs above */
         if (n) s_putc(w, ',');
         s_put_key(w, k, kn);
-        s_putc(w, ':');
         s_push_frame_key(w, k, kn);
-        s_enc_value(w, lua_gettop(L), level, json);
+        s_enc_value(w, vslot, level, json);
         w->nframes--;
         st->entries[first + n].end = w->out->len; /* the array may have moved */
         n++;
@@ -599,13 +634,14 @@ static void s_write_map(struct s_walk *w, int idx, int level, int json) {
 static void s_write_list(struct s_walk *w, int idx, lua_Integer n, int level, int json) {
     lua_State *L = w->L;
     size_t mark = w->out->len;
-    int frames = w->nframes;
+    int frames = w->nframes, vslot;
     lua_Integer i = 0;
     if (!lua_checkstack(L, 6)) s_fail(w, "nesting too deep");
     s_putc(w, '[');
     /* One pass when traversal yields 1, 2, ... n, as it does for tables
        whose elements all sit in the array part. */
     lua_pushnil(L);
+    vslot = lua_gettop(L) + 1;
     while (lua_next(L, idx)) {
         if (i >= n || !lua_isinteger(L, -2) || lua_tointeger(L, -2) != i + 1) {
             lua_pop(L, 2);
@@ -613,7 +649,7 @@ static void s_write_list(struct s_walk *w, int idx, lua_Integer n, int level, in
         }
         if (i++) s_putc(w, ',');
         s_push_frame_index(w, i);
-        s_enc_value(w, lua_gettop(L), level, json);
+        s_enc_value(w, vslot, level, json);
         w->nframes--;
         lua_pop(L, 1);
     }
@@ -1104,9 +1140,28 @@ static void s_dec_av(struct s_read *d) {
     struct dyn_json_token t, ty;
     const char *k;
     size_t kn;
+    const char *p;
     s_expect(d, '{', "expected an AttributeValue object");
-    s_string_tok(d, &ty, "expected an AttributeValue type");
-    s_expect(d, ':', "expected ':'");
+    p = d->r.p;
+    /* Fast path for the compact form servers send: {"S": ... with the type
+       in capitals, so no escapes or whitespace can hide in it. */
+    kn = 0;
+    if (d->r.end - p >= 7 && p[0] == '"' && p[1] >= 'A' && p[1] <= 'Z') {
+        if (p[2] == '"') kn = 1;
+        else if (p[2] >= 'A' && p[2] <= 'Z' && p[3] == '"') kn = 2;
+        else if (p[2] >= 'A' && p[2] <= 'Z' && p[3] >= 'A' && p[3] <= 'Z' && p[4] >= 'A' && p[4] <= 'Z' &&
+                 p[5] == '"')
+            kn = 4;
+    }
+    if (kn && p[kn + 2] == ':') {
+        ty.type = DYN_JSON_STRING;
+        ty.escaped = 0;
+        ty.text = dyn_slice_make(p + 1, kn);
+        d->r.p = p + kn + 3;
+    } else {
+        s_string_tok(d, &ty, "expected an AttributeValue type");
+        s_expect(d, ':', "expected ':'");
+    }
     k = ty.text.ptr;
     kn = ty.text.len;
     if (kn == 1) {

@@ -31,21 +31,44 @@ struct l_expr {
     struct dyn_expr *e;
 };
 
-/* The reusable render scratch: one per module, and a fresh one for a nested render. */
+/*
+ * The reusable render scratch: one per render_request closure, and a fresh
+ * one for a nested render. It also remembers its last successful render:
+ * rendering is a pure function of the compiled expressions and the type and
+ * element count of each operand, so when both repeat, the names and value
+ * references in `r` are still right and the strings kept in the state's user
+ * value (slots 1-5: the expressions, which also keeps their addresses from
+ * being reused; 6-10: the strings) are reused.
+ */
+struct l_sig {
+    int type;
+    size_t count;
+};
+
 struct l_state {
     struct dyn_expr_renderer r;
     struct dyn_expr_value_info *infos;
-    size_t infos_cap;
-    int busy;
+    struct l_sig *sig; /* the last render's operand shapes, infos_cap entries */
+    size_t infos_cap, n_sig;
+    const struct dyn_expr *last[DYN_EXPR_SLOTS];
+    size_t names_subst; /* ExpressionAttributeNames bytes of the last render */
+    int busy, valid;
 };
 
-/* Upvalues of render_request. */
+/*
+ * Upvalues of render_request. Keys and the first placeholder strings are
+ * upvalues of their own: pushing an upvalue is cheaper than any table lookup,
+ * and a prebuilt string spares lua_getfield's strlen and string-cache strcmp.
+ */
 #define UV_STATE lua_upvalueindex(1)
-#define UV_CACHE lua_upvalueindex(2) /* placeholder strings: 2i+1 "#xxx", 2i+2 ":xxx" */
+#define UV_CACHE lua_upvalueindex(2) /* placeholders past the first N_PH: 2i+1 "#xxx", 2i+2 ":xxx" */
 #define UV_CORE lua_upvalueindex(3)  /* the module table, for type_of */
-#define UV_KEYS lua_upvalueindex(4)  /* the strings of s_keys, prebuilt (no strcmp per lookup) */
-#define UV_MT lua_upvalueindex(5)    /* the dynamo.Expr metatable */
-#define UV_RAISE lua_upvalueindex(6) /* nil: return nil, msg; else raise by calling it with msg */
+#define UV_MT lua_upvalueindex(4)    /* the dynamo.Expr metatable */
+#define UV_RAISE lua_upvalueindex(5) /* nil: return nil, msg; else raise by calling it with msg */
+#define UV_KEY(k) lua_upvalueindex(5 + (k))
+#define N_PH 48
+#define UV_PH(prefix, i) lua_upvalueindex(5 + K_COUNT + 1 + ((prefix) == '#' ? 0 : N_PH) + (int)(i))
+#define N_UPVALUES (5 + K_COUNT + 2 * N_PH)
 
 static const char *const s_slot_fields[DYN_EXPR_SLOTS] = {"key_condition", "filter", "condition", "update",
                                                            "projection"};
@@ -452,31 +475,44 @@ static int s_state_gc(lua_State *L) {
     struct l_state *st = luaL_checkudata(L, 1, STATE_MT);
     dyn_expr_renderer_free(&st->r);
     dyn_mem_free(dyn_default_allocator(), st->infos, st->infos_cap * sizeof *st->infos);
+    dyn_mem_free(dyn_default_allocator(), st->sig, st->infos_cap * sizeof *st->sig);
     st->infos = NULL;
+    st->sig = NULL;
     st->infos_cap = 0;
-    return 0;
-}
-
-/* __close: the render that held the state has ended (returned or raised). */
-static int s_state_close(lua_State *L) {
-    struct l_state *st = luaL_checkudata(L, 1, STATE_MT);
-    st->busy = 0;
+    st->valid = 0;
     return 0;
 }
 
 static struct l_state *s_new_state(lua_State *L) {
-    struct l_state *st = lua_newuserdatauv(L, sizeof *st, 0);
+    struct l_state *st = lua_newuserdatauv(L, sizeof *st, 1);
+    memset(st, 0, sizeof *st);
     dyn_expr_renderer_init(&st->r, dyn_default_allocator());
-    st->infos = NULL;
-    st->infos_cap = 0;
-    st->busy = 0;
     luaL_setmetatable(L, STATE_MT);
+    lua_createtable(L, 2 * DYN_EXPR_SLOTS, 0);
+    lua_setiuservalue(L, -2, 1);
     return st;
+}
+
+/* Room for n operand records in infos and sig. */
+static int s_state_reserve(struct l_state *st, size_t n) {
+    void *p, *q;
+    const struct dyn_allocator *a = dyn_default_allocator();
+    if (st->infos_cap >= n) return DYN_OK;
+    p = dyn_mem_realloc(a, st->infos, st->infos_cap * sizeof *st->infos, n * sizeof *st->infos);
+    if (!p) return DYN_ENOMEM;
+    st->infos = p;
+    q = dyn_mem_realloc(a, st->sig, st->infos_cap * sizeof *st->sig, n * sizeof *st->sig);
+    if (!q) return DYN_ENOMEM; /* infos grew, the capacity did not: consistent */
+    st->sig = q;
+    st->infos_cap = n;
+    st->valid = 0;
+    return DYN_OK;
 }
 
 /* Classifies the value at idx for the renderer. */
 static void s_classify(lua_State *L, int idx, struct dyn_expr_value_info *info) {
     const char *t;
+    int top;
     info->count = 0;
     info->size = 0;
     info->type_name = NULL;
@@ -516,24 +552,32 @@ static void s_classify(lua_State *L, int idx, struct dyn_expr_value_info *info) 
         info->type_name = luaL_typename(L, idx);
         return;
     }
-    /* a dynamo type (number, set, list, map, binary, NULL): ask the codec */
+    /* a dynamo type (number, set, list, map, binary, NULL): ask the codec.
+     * The stack is restored exactly: the caller counts on its positions. */
+    top = lua_gettop(L);
     info->type = DYN_EXPR_V_OTHER;
     info->type_name = "value";
     lua_getfield(L, UV_CORE, "type_of");
     if (lua_type(L, -1) != LUA_TFUNCTION) {
-        lua_pop(L, 1);
+        lua_settop(L, top);
         return;
     }
     lua_pushvalue(L, idx);
     lua_call(L, 1, 1);
     t = lua_tostring(L, -1);
     if (!t) {
+        /* an empty dynamo.set has no element type yet */
+        if (luaL_getmetafield(L, idx, "__name") == LUA_TSTRING && !strcmp(lua_tostring(L, -1), "dynamo.set")) {
+            info->type = DYN_EXPR_V_SET;
+            info->type_name = "set";
+        }
     } else if (!strcmp(t, "N")) {
         info->type = DYN_EXPR_V_NUMBER;
     } else if (!strcmp(t, "S")) {
         info->type = DYN_EXPR_V_STRING;
     } else if (!strcmp(t, "SS") || !strcmp(t, "NS") || !strcmp(t, "BS") || !strcmp(t, "L")) {
         info->type = t[0] == 'L' ? DYN_EXPR_V_LIST : DYN_EXPR_V_SET;
+        info->type_name = NULL;
         lua_len(L, idx);
         info->count = (size_t)luaL_optinteger(L, -1, 0);
         lua_pop(L, 1);
@@ -541,34 +585,22 @@ static void s_classify(lua_State *L, int idx, struct dyn_expr_value_info *info) 
         info->type_name = "map";
     } else if (!strcmp(t, "B")) {
         info->type_name = "binary";
+        info->size = lua_rawlen(L, idx);
     } else if (!strcmp(t, "NULL")) {
         info->type_name = "null";
     } else if (!strcmp(t, "BOOL")) {
         info->type_name = "boolean";
     }
-    lua_pop(L, 1);
+    lua_settop(L, top);
 }
 
-/* s_test for render_request: metatable identity and prebuilt keys. */
-static struct dyn_expr *s_fast_test(lua_State *L, int idx) {
-    struct dyn_expr *e = NULL;
-    int t = lua_type(L, idx);
-    idx = lua_absindex(L, idx);
-    if (t == LUA_TTABLE) {
-        lua_rawgeti(L, UV_KEYS, K_C);
-        lua_rawget(L, idx);
-        e = s_fast_test(L, lua_gettop(L));
-        lua_pop(L, 1); /* the table keeps the userdata alive */
-    } else if (t == LUA_TUSERDATA && lua_getmetatable(L, idx)) {
-        if (lua_rawequal(L, -1, UV_MT)) e = ((struct l_expr *)lua_touserdata(L, idx))->e;
-        lua_pop(L, 1);
-    }
-    return e;
-}
-
-/* Pushes the cached placeholder string prefix + letters(seq). */
+/* Pushes the placeholder string prefix + letters(seq): an upvalue, or from the cache table. */
 static void s_push_ph(lua_State *L, char prefix, uint32_t seq) {
     lua_Integer key = (lua_Integer)seq * 2 + (prefix == '#' ? 1 : 2);
+    if (seq < N_PH) {
+        lua_pushvalue(L, UV_PH(prefix, seq));
+        return;
+    }
     if (lua_rawgeti(L, UV_CACHE, key) == LUA_TNIL) {
         char buf[32];
         size_t n;
@@ -582,7 +614,8 @@ static void s_push_ph(lua_State *L, char prefix, uint32_t seq) {
 }
 
 /* The message is on the stack top: return nil, msg, or raise through UV_RAISE. */
-static int s_render_fail(lua_State *L) {
+static int s_render_fail(lua_State *L, struct l_state *st) {
+    if (st) st->busy = 0;
     if (lua_isnil(L, UV_RAISE)) {
         lua_pushnil(L);
         lua_insert(L, -2);
@@ -594,67 +627,101 @@ static int s_render_fail(lua_State *L) {
     return luaL_error(L, "render_request: the raise function returned");
 }
 
+/* True when the last render of st applies to these expressions and operand shapes. */
+static int s_memo_hit(const struct l_state *st, const struct dyn_expr *const exprs[DYN_EXPR_SLOTS],
+                      const struct dyn_expr_value_info *const infos[DYN_EXPR_SLOTS], size_t total) {
+    const struct dyn_expr_renderer *r = &st->r;
+    size_t i, subst = st->names_subst;
+    if (!st->valid || st->n_sig != total) return 0;
+    for (i = 0; i < DYN_EXPR_SLOTS; i++)
+        if (st->last[i] != exprs[i]) return 0;
+    for (i = 0; i < total; i++)
+        if (st->sig[i].type != st->infos[i].type || st->sig[i].count != st->infos[i].count) return 0;
+    /* sizes are not part of the shape: redo the 2 MB sum the renderer would do */
+    for (i = 0; i < r->n_values; i++) {
+        const struct dyn_expr_value_ref *v = &r->values[i];
+        subst += v->elem < 0 ? 4 + infos[v->slot][v->index].size : 16;
+    }
+    return subst <= DYN_EXPR_MAX_SUBST;
+}
+
 /*
  * render_request(args): phase 1 resolves every operand (Lua may run here:
- * __index of data, type_of); phase 2 renders in C; phase 3 builds the result.
- * The scratch state is marked busy and closed as a to-be-closed slot, so a
- * nested render (from an __index) gets its own and an error frees the flag.
+ * __index of data, type_of); phase 2 renders in C (or reuses the last render,
+ * see struct l_state); phase 3 builds the result. The scratch state is marked
+ * busy meanwhile; see the busy case below for nested renders and errors.
  */
 static int l_render_request(lua_State *L) {
     const struct dyn_expr *exprs[DYN_EXPR_SLOTS];
     const struct dyn_expr_value_info *infos[DYN_EXPR_SLOTS];
-    int uv[DYN_EXPR_SLOTS], vbase[DYN_EXPR_SLOTS], slot, data, st_idx, rc;
+    int uv[DYN_EXPR_SLOTS], vbase[DYN_EXPR_SLOTS], slot, data, st_idx, memo, rc, hit, kind;
     size_t total = 0, k, i;
     struct l_state *st;
     struct dyn_expr_renderer *r;
 
     if (lua_type(L, 1) != LUA_TTABLE) {
         lua_pushfstring(L, "render_request needs a table, got %s", luaL_typename(L, 1));
-        return s_render_fail(L);
+        return s_render_fail(L, NULL);
     }
     lua_settop(L, 1);
     st = lua_touserdata(L, UV_STATE);
     if (st->busy) {
+        /* a render in progress (this one is nested: an __index or a finalizer)
+         * or one that raised: either way take a fresh state from now on */
         st = s_new_state(L);
+        lua_pushvalue(L, -1);
+        lua_replace(L, UV_STATE);
     } else {
         lua_pushvalue(L, UV_STATE);
     }
     st_idx = lua_gettop(L);
     st->busy = 1;
-    lua_toclose(L, st_idx);
+    lua_getiuservalue(L, st_idx, 1);
+    memo = lua_gettop(L);
 
     for (slot = 0; slot < DYN_EXPR_SLOTS; slot++) {
         exprs[slot] = NULL;
         uv[slot] = vbase[slot] = 0;
-        lua_rawgeti(L, UV_KEYS, slot + 1);
-        if (lua_gettable(L, 1) == LUA_TNIL) {
+        lua_pushvalue(L, UV_KEY(slot + 1));
+        if (lua_rawget(L, 1) == LUA_TNIL) {
             lua_pop(L, 1);
             continue;
         }
-        if (!(exprs[slot] = s_fast_test(L, -1))) {
-            lua_pushfstring(L, "%s must be an expression, got %s", s_slot_fields[slot], luaL_typename(L, -1));
-            return s_render_fail(L);
+        /* the userdata: the value itself, or the _c field of an expression object */
+        kind = lua_type(L, -1);
+        if (kind == LUA_TTABLE) {
+            lua_pushvalue(L, UV_KEY(K_C));
+            lua_rawget(L, -2);
+            lua_replace(L, -2);
         }
-        s_push_uv(L, -1);
+        if (lua_getmetatable(L, -1)) {
+            if (lua_rawequal(L, -1, UV_MT)) exprs[slot] = ((struct l_expr *)lua_touserdata(L, -2))->e;
+            lua_pop(L, 1);
+        }
+        if (!exprs[slot]) {
+            lua_pushfstring(L, "%s must be an expression, got %s", s_slot_fields[slot], lua_typename(L, kind));
+            return s_render_fail(L, st);
+        }
+        lua_getiuservalue(L, -1, 1);
         uv[slot] = lua_gettop(L);
         total += dyn_expr_value_count(exprs[slot]);
     }
-    lua_rawgeti(L, UV_KEYS, K_DATA);
-    lua_gettable(L, 1);
+    lua_pushvalue(L, UV_KEY(K_DATA));
+    lua_rawget(L, 1);
     data = lua_gettop(L);
     if (!lua_isnil(L, data) && lua_type(L, data) != LUA_TTABLE) {
         lua_pushfstring(L, "data must be a table, got %s", luaL_typename(L, data));
-        return s_render_fail(L);
+        return s_render_fail(L, st);
     }
 
     /* phase 1: operand values go on the stack, their classes into st->infos */
-    if (total > 100000 || !lua_checkstack(L, (int)total + 20)) return luaL_error(L, "too many expression values");
-    if (st->infos_cap < total) {
-        void *p = dyn_mem_realloc(dyn_default_allocator(), st->infos, st->infos_cap * sizeof *st->infos,
-                                  total * sizeof *st->infos);
-        if (!p) return luaL_error(L, "not enough memory");
-        st->infos = p;
-        st->infos_cap = total;
+    if (total > 100000 || !lua_checkstack(L, (int)total + 20)) {
+        st->busy = 0;
+        return luaL_error(L, "too many expression values");
+    }
+    if (s_state_reserve(st, total) != DYN_OK) {
+        st->busy = 0;
+        return luaL_error(L, "not enough memory");
     }
     k = 0;
     for (slot = 0; slot < DYN_EXPR_SLOTS; slot++) {
@@ -680,23 +747,53 @@ static int l_render_request(lua_State *L) {
 
     /* phase 2 */
     r = &st->r;
-    rc = dyn_expr_render(r, exprs, infos);
-    if (rc == DYN_ENOMEM) return luaL_error(L, "not enough memory");
-    if (rc) {
-        lua_pushlstring(L, r->error.len ? r->error.ptr : "invalid expression", r->error.len ? r->error.len : 18);
-        return s_render_fail(L);
+    hit = s_memo_hit(st, exprs, infos, total);
+    if (!hit) {
+        st->valid = 0;
+        rc = dyn_expr_render(r, exprs, infos);
+        if (rc == DYN_ENOMEM) {
+            st->busy = 0;
+            return luaL_error(L, "not enough memory");
+        }
+        if (rc) {
+            lua_pushlstring(L, r->error.len ? r->error.ptr : "invalid expression", r->error.len ? r->error.len : 18);
+            return s_render_fail(L, st);
+        }
+        for (i = 0; i < total; i++) {
+            st->sig[i].type = st->infos[i].type;
+            st->sig[i].count = st->infos[i].count;
+        }
+        st->n_sig = total;
+        st->names_subst = 0;
+        for (i = 0; i < r->n_names; i++)
+            st->names_subst += 4 + dyn_expr_segment(exprs[r->names[i].slot], r->names[i].seg).len;
+        for (slot = 0; slot < DYN_EXPR_SLOTS; slot++) {
+            st->last[slot] = exprs[slot];
+            /* the userdata itself, so its address cannot be reused while remembered */
+            if (exprs[slot])
+                lua_pushvalue(L, uv[slot] - 1);
+            else
+                lua_pushboolean(L, 0);
+            lua_rawseti(L, memo, slot + 1);
+            if (exprs[slot])
+                lua_pushlstring(L, r->text.ptr + r->off[slot], r->len[slot]);
+            else
+                lua_pushboolean(L, 0);
+            lua_rawseti(L, memo, DYN_EXPR_SLOTS + slot + 1);
+        }
+        st->valid = 1;
     }
 
     /* phase 3 */
     lua_createtable(L, 0, 7);
     for (slot = 0; slot < DYN_EXPR_SLOTS; slot++) {
         if (!exprs[slot]) continue;
-        lua_rawgeti(L, UV_KEYS, K_RESULT + slot);
-        lua_pushlstring(L, r->text.ptr + r->off[slot], r->len[slot]);
+        lua_pushvalue(L, UV_KEY(K_RESULT + slot));
+        lua_rawgeti(L, memo, DYN_EXPR_SLOTS + slot + 1);
         lua_rawset(L, -3);
     }
     if (r->n_names) {
-        lua_rawgeti(L, UV_KEYS, K_NAMES);
+        lua_pushvalue(L, UV_KEY(K_NAMES));
         lua_createtable(L, 0, (int)r->n_names);
         for (i = 0; i < r->n_names; i++) {
             const struct dyn_expr_name_ref *n = &r->names[i];
@@ -707,7 +804,7 @@ static int l_render_request(lua_State *L) {
         lua_rawset(L, -3);
     }
     if (r->n_values) {
-        lua_rawgeti(L, UV_KEYS, K_VALUES);
+        lua_pushvalue(L, UV_KEY(K_VALUES));
         lua_createtable(L, 0, (int)r->n_values);
         for (i = 0; i < r->n_values; i++) {
             const struct dyn_expr_value_ref *v = &r->values[i];
@@ -726,40 +823,42 @@ static int l_render_request(lua_State *L) {
         }
         lua_rawset(L, -3);
     }
+    st->busy = 0;
     return 1;
 }
 
-/* Pushes upvalues 1-5 of a render_request closure. */
-static void s_push_render(lua_State *L, int core) {
+/* Pushes the N_UPVALUES upvalues of a render_request closure; raise at index raise (0: none). */
+static void s_push_render(lua_State *L, int core, int raise) {
+    char buf[32];
     int i;
+    luaL_checkstack(L, N_UPVALUES + 4, "render_request upvalues");
     s_new_state(L);
     lua_newtable(L); /* placeholder cache */
     lua_pushvalue(L, core);
-    lua_createtable(L, K_COUNT, 0);
-    for (i = 0; i < DYN_EXPR_SLOTS; i++) {
-        lua_pushstring(L, s_slot_fields[i]);
-        lua_rawseti(L, -2, i + 1);
-        lua_pushstring(L, dyn_expr_slot_name(i));
-        lua_rawseti(L, -2, K_RESULT + i);
-    }
-    lua_pushliteral(L, "data");
-    lua_rawseti(L, -2, K_DATA);
-    lua_pushliteral(L, "_c");
-    lua_rawseti(L, -2, K_C);
-    lua_pushliteral(L, "ExpressionAttributeNames");
-    lua_rawseti(L, -2, K_NAMES);
-    lua_pushliteral(L, "ExpressionAttributeValues");
-    lua_rawseti(L, -2, K_VALUES);
     luaL_getmetatable(L, EXPR_MT);
+    if (raise)
+        lua_pushvalue(L, raise);
+    else
+        lua_pushnil(L);
+    for (i = 0; i < DYN_EXPR_SLOTS; i++) lua_pushstring(L, s_slot_fields[i]);
+    lua_pushliteral(L, "data");
+    lua_pushliteral(L, "_c");
+    for (i = 0; i < DYN_EXPR_SLOTS; i++) lua_pushstring(L, dyn_expr_slot_name(i));
+    lua_pushliteral(L, "ExpressionAttributeNames");
+    lua_pushliteral(L, "ExpressionAttributeValues");
+    for (i = 0; i < 2 * N_PH; i++) {
+        buf[0] = i < N_PH ? '#' : ':';
+        dyn_expr_placeholder((uint32_t)(i % N_PH), -1, buf + 1);
+        lua_pushlstring(L, buf, 4);
+    }
 }
 
 /* expr.raising_render(raise) -> a render_request that calls raise(msg) instead of returning nil, msg
  * (raise must not return). Each has its own scratch state. */
 static int l_raising_render(lua_State *L) {
     luaL_checktype(L, 1, LUA_TFUNCTION);
-    s_push_render(L, lua_upvalueindex(1));
-    lua_pushvalue(L, 1);
-    lua_pushcclosure(L, l_render_request, 6);
+    s_push_render(L, lua_upvalueindex(1), 1);
+    lua_pushcclosure(L, l_render_request, N_UPVALUES);
     return 1;
 }
 
@@ -795,15 +894,12 @@ void ldynamo_open_expr(lua_State *L) {
     if (luaL_newmetatable(L, STATE_MT)) {
         lua_pushcfunction(L, s_state_gc);
         lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, s_state_close);
-        lua_setfield(L, -2, "__close");
     }
     lua_pop(L, 1);
 
     luaL_newlib(L, s_funcs);
-    s_push_render(L, core);
-    lua_pushnil(L);
-    lua_pushcclosure(L, l_render_request, 6);
+    s_push_render(L, core, 0);
+    lua_pushcclosure(L, l_render_request, N_UPVALUES);
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, "render_request");
     lua_setfield(L, core, "render_request");

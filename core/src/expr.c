@@ -42,6 +42,7 @@ enum { T_AND = 1, T_OR = 2, T_NOT = 3, T_CLAUSE = 4, T_PROJ = 5, T_UPDATE = 6, T
 
 struct s_str {
     uint32_t off, len;
+    uint64_t key; /* first 8 bytes, big-endian, zero padded: orders like the bytes */
 };
 
 struct s_val {
@@ -49,16 +50,32 @@ struct s_val {
     uint32_t hash; /* of the name, set when packed (render looks names up by it) */
 };
 
+/* A place in a skeleton where a placeholder goes: 4 bytes ("#???" or ":???") at off. */
+enum { H_NAME = 1, H_VALUE = 2, H_IN = 3 };
+struct s_hole {
+    uint32_t off, id;  /* id: segment (H_NAME) or operand number */
+    uint8_t kind;
+    uint8_t action;    /* update action whose value this is, or S_NO_ACTION */
+    uint8_t first;     /* H_IN: first operand of its IN list */
+    uint8_t last;      /* H_IN: last operand of its IN list */
+};
+
+/* Why a condition cannot be a key condition (worked out when compiled). */
+enum { KE_OK = 0, KE_SHAPE, KE_OP, KE_PATH, KE_SAME, KE_NOEQ };
+
 struct dyn_expr {
     const struct dyn_allocator *alloc;
     size_t alloc_size;
     int kind;
     uint32_t depth;
-    uint32_t n_code, n_segs, n_vals;
+    uint32_t n_code, n_segs, n_vals, n_holes, sk_len;
+    uint8_t key_error, key_op;
     uint32_t *code;
     struct s_str *segs;
     struct s_val *vals;
+    struct s_hole *holes;
     char *pool;
+    char *sk; /* the skeleton: the request string with holes */
 };
 
 static const char *const s_op_names[DYN_EXPR_OP_COUNT] = {
@@ -131,10 +148,24 @@ static int s_push32(struct dyn_buf *b, uint32_t w) { return dyn_buf_append(b, &w
 #define S_WORDS(buf) ((uint32_t *)(void *)(buf).ptr)
 #define S_NWORDS(buf) ((buf).len / sizeof(uint32_t))
 
+/* "aa".."zz" for seq % 676, so a placeholder costs one division. */
+static char s_pairs[676][2];
+static int s_pairs_ready;
+
 static void s_letters(uint32_t seq, char out[3]) {
-    out[0] = (char)('a' + (seq / 676u) % 26u);
-    out[1] = (char)('a' + (seq / 26u) % 26u);
-    out[2] = (char)('a' + seq % 26u);
+    uint32_t hi = seq / 676u, lo = seq - hi * 676u;
+    if (!s_pairs_ready) {
+        /* idempotent: racing threads write the same bytes */
+        uint32_t i;
+        for (i = 0; i < 676; i++) {
+            s_pairs[i][0] = (char)('a' + i / 26u);
+            s_pairs[i][1] = (char)('a' + i % 26u);
+        }
+        s_pairs_ready = 1;
+    }
+    out[0] = (char)('a' + hi % 26u);
+    out[1] = s_pairs[lo][0];
+    out[2] = s_pairs[lo][1];
 }
 
 size_t dyn_expr_placeholder(uint32_t seq, int32_t elem, char out[24]) {
@@ -208,6 +239,13 @@ static int s_bytes_cmp(const char *a, size_t alen, const char *b, size_t blen) {
     int c = n ? memcmp(a, b, n) : 0;
     if (c) return c;
     return alen < blen ? -1 : alen > blen;
+}
+
+static uint64_t s_key8(const char *p, size_t n) {
+    uint64_t k = 0;
+    size_t i;
+    for (i = 0; i < 8; i++) k = k << 8 | (i < n ? (unsigned char)p[i] : 0u);
+    return k;
 }
 
 /* FNV-1a, for looking value names up while rendering. */
@@ -660,6 +698,8 @@ cleanup:
     return rc;
 }
 
+static int s_add_skeleton(struct dyn_expr **pe);
+
 static int s_finish(struct s_builder *b, int kind, struct dyn_expr **out) {
     size_t n_segs = S_NSEGS(b), n_vals = S_NVALS(b), n_code, i, pool_len = 0, size;
     uint32_t *order = NULL, *tmp = NULL, *segmap = NULL, n_uniq = 0, n_used = 0, depth = 0;
@@ -731,12 +771,17 @@ static int s_finish(struct s_builder *b, int kind, struct dyn_expr **out) {
     e->segs = (struct s_str *)(void *)(e->code + n_code);
     e->vals = (struct s_val *)(void *)(e->segs + n_used);
     e->pool = (char *)(e->vals + n_vals);
+    e->holes = NULL;
+    e->n_holes = e->sk_len = 0;
+    e->key_error = KE_SHAPE;
+    e->key_op = 0;
     memcpy(e->code, b->code.ptr, n_code * sizeof(uint32_t));
     pool = e->pool;
     for (i = 0; i < n_used; i++) {
         const struct s_str *s = &S_SEGS(b)[order[i]];
         e->segs[i].off = (uint32_t)(pool - e->pool);
         e->segs[i].len = s->len;
+        e->segs[i].key = s_key8(b->pool.ptr + s->off, s->len);
         if (s->len) memcpy(pool, b->pool.ptr + s->off, s->len);
         pool += s->len;
     }
@@ -748,6 +793,11 @@ static int s_finish(struct s_builder *b, int kind, struct dyn_expr **out) {
         e->vals[i].hash = s_hash(dyn_slice_make(b->pool.ptr + v->off, v->len));
         if (v->len) memcpy(pool, b->pool.ptr + v->off, v->len);
         pool += v->len;
+    }
+    e->sk = pool;
+    if ((rc = s_add_skeleton(&e)) != DYN_OK) {
+        dyn_mem_free(b->alloc, e, e->alloc_size);
+        goto cleanup;
     }
     *out = e;
 cleanup:
@@ -1000,12 +1050,12 @@ dyn_slice dyn_expr_segment(const struct dyn_expr *e, size_t i) {
     return dyn_slice_make(e->pool + e->segs[i].off, e->segs[i].len);
 }
 
-/* ---- emitting: templates and requests ------------------------------------------ */
+/* ---- emitting: templates and skeletons ------------------------------------------ */
 
 /*
  * The emitters append through these inline writers: the common case is one
  * capacity test and a memcpy; the NUL terminator is restored once, when an
- * expression is done (s_emit), not after every piece.
+ * expression is done, not after every piece.
  */
 static int s_w(struct dyn_buf *b, const char *s, size_t n) {
     if (b->cap - b->len <= n && dyn_buf_reserve(b, n) != DYN_OK) return DYN_ENOMEM;
@@ -1053,148 +1103,47 @@ static dyn_slice s_valtext(const struct dyn_expr *e, uint32_t i) {
 
 static const uint8_t s_op_len[DYN_EXPR_OP_COUNT] = {1, 2, 1, 2, 1, 2, 2, 7, 11, 8, 16, 20, 14};
 
-/* A value placeholder of one render: the operand that first used it. */
-struct s_gval {
-    uint32_t slot, index, flags; /* flags: 1 whole value reported, 2 elements reported */
-};
-
-/* State shared by the slots of one render. */
-struct s_render {
-    struct dyn_expr_renderer *r;
-    const struct dyn_expr *const *exprs;
-    const struct dyn_expr_value_info *const *infos;
-    uint32_t *segmap[DYN_EXPR_SLOTS]; /* segment -> name placeholder */
-    uint32_t *valmap[DYN_EXPR_SLOTS]; /* operand -> value placeholder, S_NONE until used */
-    struct s_gval *gvals;
-    uint32_t n_gvals;
-    uint32_t *hash; /* value names -> gvals index + 1, open addressing */
-    uint32_t hmask;
-    size_t subst;   /* bytes of both maps so far */
-};
-
-/* One expression being written: a template when rs is NULL, else a request string. */
+/*
+ * One expression being written: its template (holes == NULL), or its
+ * skeleton: the request string with "#???" and ":???" where placeholders go,
+ * each recorded as a hole.
+ */
 struct s_emit {
     struct dyn_buf *out;
     const struct dyn_expr *e;
-    struct s_render *rs;
-    int slot;
+    struct dyn_buf *holes;
+    uint8_t action; /* update action owning the next value, S_NO_ACTION otherwise */
 };
 
-static const char *s_type_name(const struct dyn_expr_value_info *info) {
-    static const char *const names[] = {"missing", "number", "string", "set", "list", "value"};
-    if (info->type_name) return info->type_name;
-    return info->type >= 0 && info->type <= DYN_EXPR_V_OTHER ? names[info->type] : "value";
-}
+#define S_NO_ACTION 0xffu
 
-static void s_err_template(struct dyn_buf *err, const struct dyn_expr *e) {
-    struct dyn_buf t;
-    dyn_buf_init(&t, err->alloc);
-    if (dyn_expr_template(e, &t) == DYN_OK) s_err_quote(err, dyn_buf_slice(&t), S_TEMPLATE_MAX);
-    dyn_buf_free(&t);
-}
-
-/* Ends a render error message with the slot and the expression. */
-static int s_fail_end(struct s_emit *em) {
-    struct dyn_buf *err = &em->rs->r->error;
-    s_errf(err, " in %s ", s_slot_names[em->slot]);
-    s_err_template(err, em->e);
-    return DYN_EINVAL;
-}
-
-static void s_err_operand(struct dyn_buf *err, const struct dyn_expr *e, uint32_t vid) {
-    s_errf(err, e->vals[vid].literal ? "literal " : "value ");
-    s_err_quote(err, s_valtext(e, vid), S_SHOW_MAX);
-}
-
-/* The value placeholder of operand vid of the current slot, assigned on first use. */
-static int s_resolve(struct s_emit *em, uint32_t vid, uint32_t *out) {
-    struct s_render *rs = em->rs;
-    uint32_t *vm = rs->valmap[em->slot], g = S_NONE, k = 0;
-    if (vm[vid] == S_NONE) {
-        const struct s_val *v = &em->e->vals[vid];
-        if (rs->infos[em->slot][vid].type == DYN_EXPR_V_MISSING) {
-            s_err_operand(&rs->r->error, em->e, vid);
-            s_errf(&rs->r->error, v->literal ? " has no value" : " is missing from data");
-            return s_fail_end(em);
-        }
-        if (!v->literal) {
-            for (k = v->hash & rs->hmask; rs->hash[k]; k = (k + 1) & rs->hmask) {
-                const struct s_gval *gv = &rs->gvals[rs->hash[k] - 1];
-                const struct dyn_expr *ge = rs->exprs[gv->slot];
-                const struct s_val *o = &ge->vals[gv->index];
-                if (o->hash == v->hash && o->len == v->len &&
-                    memcmp(ge->pool + o->off, em->e->pool + v->off, v->len) == 0) {
-                    g = rs->hash[k] - 1;
-                    break;
-                }
-            }
-        }
-        if (g == S_NONE) {
-            if (rs->n_gvals >= DYN_EXPR_MAX_PLACEHOLDERS) {
-                s_errf(&rs->r->error, "more than %d values in one request", DYN_EXPR_MAX_PLACEHOLDERS);
-                return s_fail_end(em);
-            }
-            g = rs->n_gvals++;
-            rs->gvals[g].slot = (uint32_t)em->slot;
-            rs->gvals[g].index = vid;
-            rs->gvals[g].flags = 0;
-            if (!v->literal) rs->hash[k] = g + 1;
-        }
-        vm[vid] = g;
-    }
-    *out = vm[vid];
-    return DYN_OK;
-}
-
-static const struct dyn_expr_value_info *s_ginfo(const struct s_render *rs, uint32_t g) {
-    return &rs->infos[rs->gvals[g].slot][rs->gvals[g].index];
-}
-
-static int s_report(struct s_render *rs, uint32_t g, int32_t elem) {
-    struct dyn_expr_renderer *r = rs->r;
-    struct dyn_expr_value_ref *ref;
-    if (r->n_values == r->values_cap) {
-        size_t cap = r->values_cap ? r->values_cap * 2 : 16;
-        void *p = dyn_mem_realloc(r->alloc, r->values, r->values_cap * sizeof *ref, cap * sizeof *ref);
-        if (!p) return DYN_ENOMEM;
-        r->values = p;
-        r->values_cap = cap;
-    }
-    ref = &r->values[r->n_values++];
-    ref->seq = g;
-    ref->elem = elem;
-    ref->slot = (int)rs->gvals[g].slot;
-    ref->index = rs->gvals[g].index;
-    rs->subst += elem < 0 ? 4 + s_ginfo(rs, g)->size : 16;
-    return DYN_OK;
-}
-
-static int s_emit_whole(struct s_emit *em, uint32_t g) {
-    struct s_gval *gv = &em->rs->gvals[g];
-    int rc = s_w_ph(em->out, ':', g);
-    if (rc == DYN_OK && !(gv->flags & 1u)) {
-        gv->flags |= 1u;
-        rc = s_report(em->rs, g, -1);
-    }
-    return rc;
-}
-
-/* A value operand: ":name" or the literal's text in a template, a placeholder in a request. */
-static int s_emit_value(struct s_emit *em, uint32_t vid) {
-    uint32_t g;
+static int s_hole(struct s_emit *em, char prefix, uint8_t kind, uint32_t id, uint8_t first, uint8_t last) {
+    struct s_hole h;
     int rc;
-    if (!em->rs) {
-        dyn_slice t = s_valtext(em->e, vid);
-        if (!em->e->vals[vid].literal && (rc = s_wc(em->out, ':')) != DYN_OK) return rc;
-        return s_w(em->out, t.ptr, t.len);
-    }
-    if ((rc = s_resolve(em, vid, &g)) != DYN_OK) return rc;
-    return s_emit_whole(em, g);
+    if (em->out->len >= 0xfffffff0u) return DYN_ENOMEM;
+    h.off = (uint32_t)em->out->len;
+    h.id = id;
+    h.kind = kind;
+    h.action = em->action;
+    h.first = first;
+    h.last = last;
+    if ((rc = s_wc(em->out, prefix)) != DYN_OK) return rc;
+    if ((rc = S_WLIT(em->out, "???")) != DYN_OK) return rc;
+    return dyn_buf_append(em->holes, &h, sizeof h);
+}
+
+/* A value operand: ":name" or the literal's text in a template, a hole in a skeleton. */
+static int s_emit_value(struct s_emit *em, uint32_t vid) {
+    dyn_slice t;
+    int rc;
+    if (em->holes) return s_hole(em, ':', H_VALUE, vid, 0, 0);
+    t = s_valtext(em->e, vid);
+    if (!em->e->vals[vid].literal && (rc = s_wc(em->out, ':')) != DYN_OK) return rc;
+    return s_w(em->out, t.ptr, t.len);
 }
 
 static int s_emit_path(struct s_emit *em, size_t *pos) {
     const uint32_t *code = em->e->code;
-    const uint32_t *segmap = em->rs ? em->rs->segmap[em->slot] : NULL;
     uint32_t i, n = S_ARG(code[*pos]);
     int rc = DYN_OK;
     for (i = 1; i <= n && rc == DYN_OK; i++) {
@@ -1206,8 +1155,8 @@ static int s_emit_path(struct s_emit *em, size_t *pos) {
             continue;
         }
         if (i > 1 && (rc = s_wc(em->out, '.')) != DYN_OK) break;
-        if (segmap) {
-            rc = s_w_ph(em->out, '#', segmap[w]);
+        if (em->holes) {
+            rc = s_hole(em, '#', H_NAME, w, 0, 0);
         } else {
             rc = s_wc(em->out, '#');
             if (rc == DYN_OK) rc = dyn_expr_path_escape(s_seg(em->e, w), em->out);
@@ -1218,56 +1167,15 @@ static int s_emit_path(struct s_emit *em, size_t *pos) {
 }
 
 static int s_emit_in(struct s_emit *em, const uint32_t *vals, uint32_t n) {
-    struct s_render *rs = em->rs;
-    uint32_t i, g;
-    size_t total = 0, j;
+    uint32_t i;
     int rc = DYN_OK;
-    if (rs) {
-        /* resolve all first: the operand count is known before anything is written */
-        for (i = 0; i < n; i++) {
-            const struct dyn_expr_value_info *info;
-            if ((rc = s_resolve(em, vals[i], &g)) != DYN_OK) return rc;
-            info = s_ginfo(rs, g);
-            if (info->type == DYN_EXPR_V_LIST || info->type == DYN_EXPR_V_SET) {
-                if (info->count == 0) {
-                    s_errf(&rs->r->error, "IN needs at least one value, ");
-                    s_err_operand(&rs->r->error, em->e, vals[i]);
-                    s_errf(&rs->r->error, " is an empty %s", s_type_name(info));
-                    return s_fail_end(em);
-                }
-                total += info->count;
-            } else {
-                total++;
-            }
-        }
-        if (total > DYN_EXPR_MAX_IN) {
-            s_errf(&rs->r->error, "IN takes at most %d values, got %zu", DYN_EXPR_MAX_IN, total);
-            return s_fail_end(em);
-        }
-    }
     for (i = 0; i < n && rc == DYN_OK; i++) {
-        const struct dyn_expr_value_info *info;
-        if (i > 0 && (rc = S_WLIT(em->out, ", ")) != DYN_OK) break;
-        if (!rs) {
+        if (i > 0) rc = S_WLIT(em->out, ", ");
+        if (rc != DYN_OK) break;
+        if (em->holes)
+            rc = s_hole(em, ':', H_IN, vals[i], i == 0, i + 1 == n);
+        else
             rc = s_emit_value(em, vals[i]);
-            continue;
-        }
-        g = rs->valmap[em->slot][vals[i]];
-        info = s_ginfo(rs, g);
-        if (info->type != DYN_EXPR_V_LIST && info->type != DYN_EXPR_V_SET) {
-            rc = s_emit_whole(em, g);
-            continue;
-        }
-        for (j = 0; j < info->count && rc == DYN_OK; j++) {
-            if (j > 0) rc = S_WLIT(em->out, ", ");
-            if (rc == DYN_OK) rc = s_w_ph(em->out, ':', g);
-            if (rc == DYN_OK) rc = s_wc(em->out, '_');
-            if (rc == DYN_OK) rc = s_w_u32(em->out, (uint32_t)j);
-        }
-        if (rc == DYN_OK && !(rs->gvals[g].flags & 2u)) {
-            rs->gvals[g].flags |= 2u;
-            for (j = 0; j < info->count && rc == DYN_OK; j++) rc = s_report(rs, g, (int32_t)j);
-        }
     }
     return rc;
 }
@@ -1349,51 +1257,13 @@ static int s_emit_node(struct s_emit *em, size_t *pos, int nested) {
     }
 }
 
-static int s_check_item_value(struct s_emit *em, uint32_t act, uint32_t vid) {
-    const struct dyn_expr_value_info *info;
-    const char *need;
-    uint32_t g;
-    int ok, rc;
-    if (!em->rs) return DYN_OK;
-    if ((rc = s_resolve(em, vid, &g)) != DYN_OK) return rc;
-    info = s_ginfo(em->rs, g);
-    switch (act) {
-    case DYN_EXPR_ADD:
-        ok = info->type == DYN_EXPR_V_NUMBER || info->type == DYN_EXPR_V_SET;
-        need = "ADD needs a number or a set";
-        break;
-    case DYN_EXPR_DELETE:
-        ok = info->type == DYN_EXPR_V_SET;
-        need = "DELETE needs a set";
-        break;
-    case DYN_EXPR_INCREMENT:
-    case DYN_EXPR_DECREMENT:
-        ok = info->type == DYN_EXPR_V_NUMBER;
-        need = "arithmetic needs a number";
-        break;
-    case DYN_EXPR_APPEND:
-    case DYN_EXPR_PREPEND:
-        ok = info->type == DYN_EXPR_V_LIST;
-        need = "list_append needs a list";
-        break;
-    default: return DYN_OK;
-    }
-    if (ok) return DYN_OK;
-    s_errf(&em->rs->r->error, "%s, ", need);
-    s_err_operand(&em->rs->r->error, em->e, vid);
-    s_errf(&em->rs->r->error, " is a %s", s_type_name(info));
-    return s_fail_end(em);
-}
-
 static int s_emit_item(struct s_emit *em, size_t pos) {
     const uint32_t *code = em->e->code;
     uint32_t act = S_ARG(code[pos]), vid = 0;
     size_t path = pos + 1, p = path;
     int rc;
-    if (act != DYN_EXPR_REMOVE) {
-        vid = code[s_skip_path(code, path)];
-        if ((rc = s_check_item_value(em, act, vid)) != DYN_OK) return rc;
-    }
+    if (act != DYN_EXPR_REMOVE) vid = code[s_skip_path(code, path)];
+    em->action = (uint8_t)act;
     rc = s_emit_path(em, &p);
     if (rc) return rc;
     p = path;
@@ -1437,6 +1307,7 @@ static int s_emit_item(struct s_emit *em, size_t pos) {
         break;
     default: break;
     }
+    em->action = S_NO_ACTION;
     return rc;
 }
 
@@ -1478,6 +1349,7 @@ static int s_emit(struct s_emit *em) {
     size_t pos = 1;
     uint32_t i, n;
     int rc = DYN_OK;
+    em->action = S_NO_ACTION;
     switch (em->e->kind) {
     case DYN_EXPR_CONDITION:
         pos = 0;
@@ -1502,14 +1374,311 @@ int dyn_expr_template(const struct dyn_expr *e, struct dyn_buf *out) {
     int rc;
     em.out = out;
     em.e = e;
-    em.rs = NULL;
-    em.slot = 0;
+    em.holes = NULL;
     rc = s_emit(&em);
     if (rc) dyn_buf_truncate(out, start);
     return rc;
 }
 
+static int s_key_op_ok(uint32_t op) {
+    return op == DYN_EXPR_EQ || op == DYN_EXPR_LT || op == DYN_EXPR_LE || op == DYN_EXPR_GT ||
+           op == DYN_EXPR_GE || op == DYN_EXPR_BETWEEN || op == DYN_EXPR_BEGINS_WITH;
+}
+
+/* Whether a condition can be a key condition: `pk = v`, or that AND one sort
+ * key condition, on top-level names. Worked out once, when compiled. */
+static uint8_t s_key_shape(const uint32_t *code, uint8_t *bad_op) {
+    size_t at[2];
+    uint32_t n = 0, i, eq = 0;
+    if (S_TAG(code[0]) == T_CLAUSE) {
+        at[n++] = 0;
+    } else if (S_TAG(code[0]) == T_AND && S_ARG(code[0]) == 2) {
+        at[n++] = 1;
+        at[n++] = s_skip(code, 1);
+    }
+    for (i = 0; i < n; i++)
+        if (S_TAG(code[at[i]]) != T_CLAUSE) return KE_SHAPE;
+    if (n == 0) return KE_SHAPE;
+    for (i = 0; i < n; i++) {
+        uint32_t w = code[at[i]], op = S_CLAUSE_OP(w);
+        if (!s_key_op_ok(op)) {
+            *bad_op = (uint8_t)op;
+            return KE_OP;
+        }
+        if (S_CLAUSE_SIZE(w) || S_ARG(code[at[i] + 1]) != 1 || (code[at[i] + 2] & S_INDEX)) return KE_PATH;
+        if (op == DYN_EXPR_EQ) eq++;
+    }
+    if (n == 2 && code[at[0] + 2] == code[at[1] + 2]) return KE_SAME;
+    return eq ? KE_OK : KE_NOEQ;
+}
+
+/* Adds the skeleton and the key shape to a packed expression: a new block
+ * laid out as header | code | segs | vals | holes | pool | skeleton text. */
+static int s_add_skeleton(struct dyn_expr **pe) {
+    struct dyn_expr *e = *pe, *n;
+    struct dyn_buf text, holes;
+    struct s_emit em;
+    size_t n_holes, pool_len, size;
+    int rc;
+    dyn_buf_init(&text, e->alloc);
+    dyn_buf_init(&holes, e->alloc);
+    em.out = &text;
+    em.e = e;
+    em.holes = &holes;
+    if ((rc = s_emit(&em)) != DYN_OK) goto cleanup;
+    if (text.len >= 0xffffffffu) {
+        rc = DYN_ENOMEM;
+        goto cleanup;
+    }
+    n_holes = holes.len / sizeof(struct s_hole);
+    pool_len = (size_t)(e->sk - e->pool);
+    size = sizeof *n + e->n_code * sizeof(uint32_t) + e->n_segs * sizeof(struct s_str) +
+           e->n_vals * sizeof(struct s_val) + n_holes * sizeof(struct s_hole) + pool_len + text.len;
+    if (!(n = dyn_mem_alloc(e->alloc, size))) {
+        rc = DYN_ENOMEM;
+        goto cleanup;
+    }
+    *n = *e;
+    n->alloc_size = size;
+    n->code = (uint32_t *)(void *)(n + 1);
+    n->segs = (struct s_str *)(void *)(n->code + n->n_code);
+    n->vals = (struct s_val *)(void *)(n->segs + n->n_segs);
+    n->holes = (struct s_hole *)(void *)(n->vals + n->n_vals);
+    n->pool = (char *)(n->holes + n_holes);
+    n->sk = n->pool + pool_len;
+    n->n_holes = (uint32_t)n_holes;
+    n->sk_len = (uint32_t)text.len;
+    memcpy(n->code, e->code, e->n_code * sizeof(uint32_t));
+    if (e->n_segs) memcpy(n->segs, e->segs, e->n_segs * sizeof(struct s_str));
+    if (e->n_vals) memcpy(n->vals, e->vals, e->n_vals * sizeof(struct s_val));
+    if (n_holes) memcpy(n->holes, holes.ptr, n_holes * sizeof(struct s_hole));
+    if (pool_len) memcpy(n->pool, e->pool, pool_len);
+    if (text.len) memcpy(n->sk, text.ptr, text.len);
+    n->key_error = e->kind == DYN_EXPR_CONDITION ? s_key_shape(n->code, &n->key_op) : KE_SHAPE;
+    dyn_mem_free(e->alloc, e, e->alloc_size);
+    *pe = n;
+cleanup:
+    dyn_buf_free(&text);
+    dyn_buf_free(&holes);
+    return rc;
+}
+
 /* ---- rendering a request ------------------------------------------------------- */
+
+/* A value placeholder of one render: the operand that first used it. */
+struct s_gval {
+    uint32_t slot, index, flags; /* flags: 1 whole value reported, 2 elements reported */
+};
+
+/* State shared by the slots of one render. */
+struct s_render {
+    struct dyn_expr_renderer *r;
+    const struct dyn_expr *const *exprs;
+    const struct dyn_expr_value_info *const *infos;
+    uint32_t *segmap[DYN_EXPR_SLOTS]; /* segment -> name placeholder */
+    uint32_t *valmap[DYN_EXPR_SLOTS]; /* operand -> value placeholder, S_NONE until used */
+    struct s_gval *gvals;
+    uint32_t n_gvals;
+    uint32_t *hash; /* value names -> gvals index + 1, open addressing */
+    uint32_t hmask;
+    size_t subst;   /* bytes of both maps so far */
+};
+
+static const char *s_type_name(const struct dyn_expr_value_info *info) {
+    static const char *const names[] = {"missing", "number", "string", "set", "list", "value"};
+    if (info->type_name) return info->type_name;
+    return info->type >= 0 && info->type <= DYN_EXPR_V_OTHER ? names[info->type] : "value";
+}
+
+/* Ends a render error message with the slot and the expression's template. */
+static int s_fail_end(struct s_render *rs, int slot) {
+    struct dyn_buf *err = &rs->r->error, t;
+    s_errf(err, " in %s ", s_slot_names[slot]);
+    dyn_buf_init(&t, err->alloc);
+    if (dyn_expr_template(rs->exprs[slot], &t) == DYN_OK) s_err_quote(err, dyn_buf_slice(&t), S_TEMPLATE_MAX);
+    dyn_buf_free(&t);
+    return DYN_EINVAL;
+}
+
+static void s_err_operand(struct dyn_buf *err, const struct dyn_expr *e, uint32_t vid) {
+    s_errf(err, e->vals[vid].literal ? "literal " : "value ");
+    s_err_quote(err, s_valtext(e, vid), S_SHOW_MAX);
+}
+
+/* The value placeholder of operand vid of `slot`, assigned on first use. */
+static int s_resolve(struct s_render *rs, int slot, uint32_t vid, uint32_t *out) {
+    uint32_t *vm = rs->valmap[slot], g = S_NONE, k = 0;
+    if (vm[vid] == S_NONE) {
+        const struct dyn_expr *e = rs->exprs[slot];
+        const struct s_val *v = &e->vals[vid];
+        if (rs->infos[slot][vid].type == DYN_EXPR_V_MISSING) {
+            s_err_operand(&rs->r->error, e, vid);
+            s_errf(&rs->r->error, v->literal ? " has no value" : " is missing from data");
+            return s_fail_end(rs, slot);
+        }
+        if (!v->literal) {
+            for (k = v->hash & rs->hmask; rs->hash[k]; k = (k + 1) & rs->hmask) {
+                const struct s_gval *gv = &rs->gvals[rs->hash[k] - 1];
+                const struct dyn_expr *ge = rs->exprs[gv->slot];
+                const struct s_val *o = &ge->vals[gv->index];
+                if (o->hash == v->hash && o->len == v->len && memcmp(ge->pool + o->off, e->pool + v->off, v->len) == 0) {
+                    g = rs->hash[k] - 1;
+                    break;
+                }
+            }
+        }
+        if (g == S_NONE) {
+            if (rs->n_gvals >= DYN_EXPR_MAX_PLACEHOLDERS) {
+                s_errf(&rs->r->error, "more than %d values in one request", DYN_EXPR_MAX_PLACEHOLDERS);
+                return s_fail_end(rs, slot);
+            }
+            g = rs->n_gvals++;
+            rs->gvals[g].slot = (uint32_t)slot;
+            rs->gvals[g].index = vid;
+            rs->gvals[g].flags = 0;
+            if (!v->literal) rs->hash[k] = g + 1;
+        }
+        vm[vid] = g;
+    }
+    *out = vm[vid];
+    return DYN_OK;
+}
+
+static const struct dyn_expr_value_info *s_ginfo(const struct s_render *rs, uint32_t g) {
+    return &rs->infos[rs->gvals[g].slot][rs->gvals[g].index];
+}
+
+static int s_report(struct s_render *rs, uint32_t g, int32_t elem) {
+    struct dyn_expr_renderer *r = rs->r;
+    struct dyn_expr_value_ref *ref;
+    if (r->n_values == r->values_cap) {
+        size_t cap = r->values_cap ? r->values_cap * 2 : 16;
+        void *p = dyn_mem_realloc(r->alloc, r->values, r->values_cap * sizeof *ref, cap * sizeof *ref);
+        if (!p) return DYN_ENOMEM;
+        r->values = p;
+        r->values_cap = cap;
+    }
+    ref = &r->values[r->n_values++];
+    ref->seq = g;
+    ref->elem = elem;
+    ref->slot = (int)rs->gvals[g].slot;
+    ref->index = rs->gvals[g].index;
+    rs->subst += elem < 0 ? 4 + s_ginfo(rs, g)->size : 16;
+    return DYN_OK;
+}
+
+/* The type an update action needs from its value. */
+static int s_check_action(struct s_render *rs, int slot, uint32_t vid, uint32_t g, uint8_t act) {
+    const struct dyn_expr_value_info *info = s_ginfo(rs, g);
+    const char *need;
+    int ok;
+    switch (act) {
+    case DYN_EXPR_ADD:
+        ok = info->type == DYN_EXPR_V_NUMBER || info->type == DYN_EXPR_V_SET;
+        need = "ADD needs a number or a set";
+        break;
+    case DYN_EXPR_DELETE:
+        ok = info->type == DYN_EXPR_V_SET;
+        need = "DELETE needs a set";
+        break;
+    case DYN_EXPR_INCREMENT:
+    case DYN_EXPR_DECREMENT:
+        ok = info->type == DYN_EXPR_V_NUMBER;
+        need = "arithmetic needs a number";
+        break;
+    case DYN_EXPR_APPEND:
+    case DYN_EXPR_PREPEND:
+        ok = info->type == DYN_EXPR_V_LIST;
+        need = "list_append needs a list";
+        break;
+    default: return DYN_OK;
+    }
+    if (ok) return DYN_OK;
+    s_errf(&rs->r->error, "%s, ", need);
+    s_err_operand(&rs->r->error, rs->exprs[slot], vid);
+    s_errf(&rs->r->error, " is a %s", s_type_name(info));
+    return s_fail_end(rs, slot);
+}
+
+static int s_key_error(struct s_render *rs) {
+    const struct dyn_expr *e = rs->exprs[DYN_EXPR_SLOT_KEY];
+    struct dyn_buf *err = &rs->r->error;
+    switch (e->key_error) {
+    case KE_OP:
+        s_errf(err, "operator \"%s\" is not supported in key conditions (valid: =, <, <=, >, >=, BETWEEN, begins_with)",
+               s_op_names[e->key_op]);
+        break;
+    case KE_PATH: s_errf(err, "a key condition takes top-level key attributes, not size() or document paths"); break;
+    case KE_SAME: s_errf(err, "a key condition names two different keys"); break;
+    case KE_NOEQ: s_errf(err, "a key condition needs an equality on the partition key"); break;
+    default:
+        s_errf(err, "a key condition is a partition key equality, optionally AND-ed with one sort key condition");
+        break;
+    }
+    return s_fail_end(rs, DYN_EXPR_SLOT_KEY);
+}
+
+/* Writes one slot's string: the skeleton with its holes filled in. */
+static int s_render_slot(struct s_render *rs, int slot) {
+    const struct dyn_expr *e = rs->exprs[slot];
+    const struct dyn_expr_value_info *infos = rs->infos[slot];
+    const uint32_t *segmap = rs->segmap[slot];
+    struct dyn_buf *out = &rs->r->text;
+    const struct s_hole *h = e->holes, *end = h + e->n_holes;
+    uint32_t prev = 0, g = 0;
+    size_t in_total = 0, j;
+    int rc;
+    if ((rc = dyn_buf_reserve(out, e->sk_len)) != DYN_OK) return rc;
+    for (; h < end; h++) {
+        const struct dyn_expr_value_info *info;
+        if ((rc = s_w(out, e->sk + prev, h->off - prev)) != DYN_OK) return rc;
+        prev = h->off + 4;
+        if (h->kind == H_NAME) {
+            if ((rc = s_w_ph(out, '#', segmap[h->id])) != DYN_OK) return rc;
+            continue;
+        }
+        if ((rc = s_resolve(rs, slot, h->id, &g)) != DYN_OK) return rc;
+        info = &infos[h->id];
+        if (h->kind == H_IN && h->first) in_total = 0;
+        if (h->kind == H_VALUE || (info->type != DYN_EXPR_V_LIST && info->type != DYN_EXPR_V_SET)) {
+            if (h->action != S_NO_ACTION && (rc = s_check_action(rs, slot, h->id, g, h->action)) != DYN_OK) return rc;
+            if ((rc = s_w_ph(out, ':', g)) != DYN_OK) return rc;
+            if (!(rs->gvals[g].flags & 1u)) {
+                rs->gvals[g].flags |= 1u;
+                if ((rc = s_report(rs, g, -1)) != DYN_OK) return rc;
+            }
+            in_total++;
+        } else if (info->count == 0) {
+            s_errf(&rs->r->error, "IN needs at least one value, ");
+            s_err_operand(&rs->r->error, e, h->id);
+            s_errf(&rs->r->error, " is an empty %s", s_type_name(info));
+            return s_fail_end(rs, slot);
+        } else {
+            /* IN with a list or set: one placeholder per element (not written when
+             * there are too many: the check below fails) */
+            in_total += info->count;
+            for (j = 0; j < info->count && in_total <= DYN_EXPR_MAX_IN; j++) {
+                rc = j > 0 ? S_WLIT(out, ", ") : DYN_OK;
+                if (rc == DYN_OK) rc = s_w_ph(out, ':', g);
+                if (rc == DYN_OK) rc = s_wc(out, '_');
+                if (rc == DYN_OK) rc = s_w_u32(out, (uint32_t)j);
+                if (rc) return rc;
+            }
+            if (in_total <= DYN_EXPR_MAX_IN && !(rs->gvals[g].flags & 2u)) {
+                rs->gvals[g].flags |= 2u;
+                for (j = 0; j < info->count; j++)
+                    if ((rc = s_report(rs, g, (int32_t)j)) != DYN_OK) return rc;
+            }
+        }
+        if (h->kind == H_IN && h->last && in_total > DYN_EXPR_MAX_IN) {
+            s_errf(&rs->r->error, "IN takes at most %d values, got %zu", DYN_EXPR_MAX_IN, in_total);
+            return s_fail_end(rs, slot);
+        }
+    }
+    if ((rc = s_w(out, e->sk + prev, e->sk_len - prev)) != DYN_OK) return rc;
+    if (out->cap) out->ptr[out->len] = '\0';
+    return DYN_OK;
+}
 
 void dyn_expr_renderer_init(struct dyn_expr_renderer *r, const struct dyn_allocator *alloc) {
     memset(r, 0, sizeof *r);
@@ -1530,91 +1699,60 @@ void dyn_expr_renderer_free(struct dyn_expr_renderer *r) {
     r->names_cap = r->values_cap = r->n_names = r->n_values = 0;
 }
 
-static int s_key_op_ok(uint32_t op) {
-    return op == DYN_EXPR_EQ || op == DYN_EXPR_LT || op == DYN_EXPR_LE || op == DYN_EXPR_GT ||
-           op == DYN_EXPR_GE || op == DYN_EXPR_BETWEEN || op == DYN_EXPR_BEGINS_WITH;
+static int s_seg_order(const struct dyn_expr *a, uint32_t i, const struct dyn_expr *b, uint32_t j) {
+    const struct s_str *x = &a->segs[i], *y = &b->segs[j];
+    if (x->key != y->key) return x->key < y->key ? -1 : 1;
+    if (x->len <= 8 && y->len <= 8) return x->len < y->len ? -1 : x->len > y->len;
+    return s_bytes_cmp(a->pool + x->off, x->len, b->pool + y->off, y->len);
 }
 
-/* A key condition is `pk = v` or that AND one sort key condition, on top-level names. */
-static int s_check_key(struct s_emit *em) {
-    const uint32_t *code = em->e->code;
-    struct dyn_buf *err = &em->rs->r->error;
-    size_t at[2];
-    uint32_t n = 0, i, eq = 0;
-    if (S_TAG(code[0]) == T_CLAUSE) {
-        at[n++] = 0;
-    } else if (S_TAG(code[0]) == T_AND && S_ARG(code[0]) == 2) {
-        at[n++] = 1;
-        at[n++] = s_skip(code, 1);
-    }
-    for (i = 0; i < n; i++)
-        if (S_TAG(code[at[i]]) != T_CLAUSE) n = 0;
-    if (n == 0) {
-        s_errf(err, "a key condition is a partition key equality, optionally AND-ed with one sort key condition");
-        return s_fail_end(em);
-    }
-    for (i = 0; i < n; i++) {
-        uint32_t w = code[at[i]], op = S_CLAUSE_OP(w), p = (uint32_t)at[i] + 1;
-        if (!s_key_op_ok(op)) {
-            s_errf(err, "operator \"%s\" is not supported in key conditions (valid: =, <, <=, >, >=, BETWEEN, "
-                        "begins_with)", s_op_names[op]);
-            return s_fail_end(em);
-        }
-        if (S_CLAUSE_SIZE(w) || S_ARG(code[p]) != 1) {
-            s_errf(err, "a key condition takes top-level key attributes, not size() or document paths");
-            return s_fail_end(em);
-        }
-        if (op == DYN_EXPR_EQ) eq++;
-    }
-    if (n == 2 && code[at[0] + 2] == code[at[1] + 2]) {
-        s_errf(err, "a key condition names two different keys");
-        return s_fail_end(em);
-    }
-    if (eq == 0) {
-        s_errf(err, "a key condition needs an equality on the partition key");
-        return s_fail_end(em);
-    }
-    return DYN_OK;
-}
-
-/* Gives every distinct segment of the request its name placeholder, in byte order. */
+/* Gives every distinct segment of the request its name placeholder, in byte
+ * order: a merge of the expressions' sorted segment lists. On a tie the
+ * lowest slot is the one reported. */
 static int s_merge_names(struct s_render *rs) {
     struct dyn_expr_renderer *r = rs->r;
-    const struct dyn_expr *const *exprs = rs->exprs;
-    size_t head[DYN_EXPR_SLOTS] = {0};
-    int s, best;
-    for (;;) {
-        dyn_slice min = DYN_SLICE_EMPTY, seg;
+    const struct dyn_expr *ex[DYN_EXPR_SLOTS];
+    uint32_t head[DYN_EXPR_SLOTS], *map[DYN_EXPR_SLOTS];
+    int slot_of[DYN_EXPR_SLOTS], n = 0, live, s, best;
+    for (s = 0; s < DYN_EXPR_SLOTS; s++) {
+        if (!rs->exprs[s] || !rs->exprs[s]->n_segs) continue;
+        ex[n] = rs->exprs[s];
+        map[n] = rs->segmap[s];
+        slot_of[n] = s;
+        head[n++] = 0;
+    }
+    for (live = n; live > 0;) {
+        const struct dyn_expr *be;
+        uint32_t bh;
         best = -1;
-        for (s = 0; s < DYN_EXPR_SLOTS; s++) {
-            if (!exprs[s] || head[s] >= exprs[s]->n_segs) continue;
-            seg = s_seg(exprs[s], (uint32_t)head[s]);
-            if (best < 0 || s_bytes_cmp(seg.ptr, seg.len, min.ptr, min.len) < 0) {
-                best = s;
-                min = seg;
-            }
+        for (s = 0; s < n; s++) {
+            if (head[s] >= ex[s]->n_segs) continue;
+            if (best < 0 || s_seg_order(ex[s], head[s], ex[best], head[best]) < 0) best = s;
         }
-        if (best < 0) return DYN_OK;
         if (r->n_names >= DYN_EXPR_MAX_PLACEHOLDERS) {
             s_errf(&r->error, "more than %d attribute names in one request", DYN_EXPR_MAX_PLACEHOLDERS);
             return DYN_EINVAL;
         }
-        r->names[r->n_names].slot = best;
-        r->names[r->n_names].seg = head[best];
-        for (s = 0; s < DYN_EXPR_SLOTS; s++) {
-            if (!exprs[s] || head[s] >= exprs[s]->n_segs) continue;
-            if (dyn_slice_eq(s_seg(exprs[s], (uint32_t)head[s]), min))
-                rs->segmap[s][head[s]++] = (uint32_t)r->n_names;
+        be = ex[best];
+        bh = head[best];
+        r->names[r->n_names].slot = slot_of[best];
+        r->names[r->n_names].seg = bh;
+        rs->subst += 4 + be->segs[bh].len;
+        for (s = 0; s < n; s++) {
+            if (s == best || head[s] >= ex[s]->n_segs || s_seg_order(ex[s], head[s], be, bh) != 0) continue;
+            map[s][head[s]++] = (uint32_t)r->n_names;
+            if (head[s] == ex[s]->n_segs) live--;
         }
-        rs->subst += 4 + min.len;
+        map[best][head[best]++] = (uint32_t)r->n_names;
+        if (head[best] == be->n_segs) live--;
         r->n_names++;
     }
+    return DYN_OK;
 }
 
 int dyn_expr_render(struct dyn_expr_renderer *r, const struct dyn_expr *const exprs[DYN_EXPR_SLOTS],
                     const struct dyn_expr_value_info *const infos[DYN_EXPR_SLOTS]) {
     struct s_render rs;
-    struct s_emit em;
     size_t total_segs = 0, total_vals = 0, hsize = 8, words, i;
     uint32_t *w;
     int slot, rc = DYN_OK;
@@ -1645,6 +1783,7 @@ int dyn_expr_render(struct dyn_expr_renderer *r, const struct dyn_expr *const ex
         total_segs += e->n_segs;
         total_vals += e->n_vals;
     }
+    if (exprs[DYN_EXPR_SLOT_KEY] && exprs[DYN_EXPR_SLOT_KEY]->key_error) return s_key_error(&rs);
     while (hsize < 2 * total_vals) hsize *= 2;
 
     /* one scratch block: segment maps, operand maps, value table, name hash */
@@ -1674,20 +1813,15 @@ int dyn_expr_render(struct dyn_expr_renderer *r, const struct dyn_expr *const ex
     }
     if ((rc = s_merge_names(&rs)) != DYN_OK) return rc;
 
-    em.rs = &rs;
-    em.out = &r->text;
     for (slot = 0; slot < DYN_EXPR_SLOTS && rc == DYN_OK; slot++) {
         if (!exprs[slot]) continue;
-        em.e = exprs[slot];
-        em.slot = slot;
-        if (slot == DYN_EXPR_SLOT_KEY && (rc = s_check_key(&em)) != DYN_OK) break;
         r->off[slot] = r->text.len;
-        if ((rc = s_emit(&em)) != DYN_OK) break;
+        if ((rc = s_render_slot(&rs, slot)) != DYN_OK) break;
         r->len[slot] = r->text.len - r->off[slot];
         if (r->len[slot] > DYN_EXPR_MAX_LEN) {
             s_errf(&r->error, "the expression is %zu bytes, more than the %d DynamoDB takes", r->len[slot],
                    DYN_EXPR_MAX_LEN);
-            rc = s_fail_end(&em);
+            rc = s_fail_end(&rs, slot);
         }
     }
     if (rc == DYN_OK && rs.subst > DYN_EXPR_MAX_SUBST) {

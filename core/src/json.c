@@ -102,14 +102,34 @@ static void s_put_escape(char *d, size_t *n, unsigned char c) {
     }
 }
 
-/* Non-zero when any of the 8 bytes in w is a control character, '"', '\\'
-   or not ASCII: the bytes that need a look of their own. */
-static uint64_t s_needs_care(uint64_t w) {
+/*
+ * Offset of the first of the 8 bytes in w (memory order) that needs a look
+ * of its own: a control character, '"', '\\' or not ASCII; 8 when none does.
+ * Word at a time: the usual tricks flag the first such byte exactly (a
+ * borrow can only flag bytes after it), so the lowest flag is the answer.
+ */
+static inline unsigned s_first_care(uint64_t w) {
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     const uint64_t ones = UINT64_C(0x0101010101010101), high = UINT64_C(0x8080808080808080);
     uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
-    uint64_t lt20 = (w - ones * 0x20) & ~w;
-    uint64_t zq = (q - ones) & ~q, zb = (b - ones) & ~b;
-    return (lt20 | zq | zb | w) & high;
+    uint64_t m = (((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((b - ones) & ~b) | w) & high;
+    return m ? (unsigned)__builtin_ctzll(m) >> 3 : 8;
+#else
+    unsigned char b[8];
+    unsigned i;
+    memcpy(b, &w, 8);
+    for (i = 0; i < 8 && s_strclass[b[i]] == 0; i++) {
+    }
+    return i;
+#endif
+}
+
+/* The next (up to) 8 bytes at p; past end the word is padded with plain 'a's,
+   so a string's tail is checked a word at a time without reading beyond it. */
+static inline uint64_t s_load8(const unsigned char *p, size_t rem) {
+    uint64_t w = UINT64_C(0x6161616161616161);
+    memcpy(&w, p, rem < 8 ? rem : 8);
+    return w;
 }
 
 static int s_write_string(struct dyn_buf *out, dyn_slice s, int check) {
@@ -117,23 +137,25 @@ static int s_write_string(struct dyn_buf *out, dyn_slice s, int check) {
     size_t start = out->len;
     char *d;
     int rc;
-    /* Plain text copies byte for byte, so one reservation covers it and
-       the quotes; only escapes (up to 6 bytes for 1) need more room. */
-    if ((rc = dyn_buf_reserve(out, s.len + 2)) != DYN_OK) return rc;
+    /* Plain text copies byte for byte, so one reservation covers it, the
+       quotes and the slack of whole-word stores; only escapes (up to 6
+       bytes for 1) need more room. */
+    if ((rc = dyn_buf_reserve(out, s.len + 10)) != DYN_OK) return rc;
     d = out->ptr + out->len;
     *d++ = '"';
     while (p < end) {
+        size_t rem = (size_t)(end - p);
+        uint64_t w = s_load8(p, rem);
+        unsigned k = s_first_care(w);
         unsigned char c;
-        while (end - p >= 8) {
-            uint64_t w;
-            memcpy(&w, p, 8);
-            if (s_needs_care(w)) break;
-            memcpy(d, &w, 8);
-            d += 8;
-            p += 8;
+        memcpy(d, &w, 8);
+        if (k >= rem) {
+            d += rem;
+            break;
         }
-        while (p < end && s_strclass[*p] == 0) *d++ = (char)*p++;
-        if (p >= end) break;
+        d += k;
+        p += k;
+        if (k == 8) continue;
         c = *p;
         if (s_strclass[c] == 4) {
             size_t n = check ? s_utf8_seq(p, end) : 1;
@@ -145,14 +167,12 @@ static int s_write_string(struct dyn_buf *out, dyn_slice s, int check) {
             d += n;
             p += n;
         } else {
+            size_t n = 0;
             out->len = (size_t)(d - out->ptr);
-            if ((rc = dyn_buf_reserve(out, (size_t)(end - p) + 8)) != DYN_OK) goto fail;
+            if ((rc = dyn_buf_reserve(out, (size_t)(end - p) + 16)) != DYN_OK) goto fail;
             d = out->ptr + out->len;
-            {
-                size_t n = 0;
-                s_put_escape(d, &n, c);
-                d += n;
-            }
+            s_put_escape(d, &n, c);
+            d += n;
             p++;
         }
     }
@@ -209,14 +229,19 @@ int dyn_json_scan_string(struct dyn_json_reader *r, struct dyn_json_token *tok) 
     int escaped = 0;
     tok->type = DYN_JSON_STRING;
     for (;;) {
-        /* Eight plain bytes at a time: most of a document is string text. */
-        while (end - p >= 8) {
-            uint64_t w;
-            memcpy(&w, p, 8);
-            if (s_needs_care(w)) break;
-            p += 8;
+        /* Eight bytes at a time: most of a document is string text. */
+        for (;;) {
+            size_t rem = (size_t)(end - p);
+            unsigned k;
+            if (!rem) break;
+            k = s_first_care(s_load8(p, rem));
+            if (k >= rem) {
+                p = end;
+                break;
+            }
+            p += k;
+            if (k < 8) break;
         }
-        while (p < end && s_strclass[*p] == 0) p++;
         if (p >= end) return dyn_json_fail(r, (const char *)p, "unterminated string");
         switch (s_strclass[*p]) {
         case 1: /* closing quote */

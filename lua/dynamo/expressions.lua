@@ -164,22 +164,70 @@ function Expression:attribute_names() return cx.segments(self._c) end
 --- The value names the expression reads from data (literals excluded), in first-use order.
 function Expression:value_names() return cx.value_names(self._c) end
 
+-- Compiled expressions never change, so equal constructions can share one
+-- object: combinations are remembered per operand pair (weak keys: an entry
+-- lives as long as both operands), constructions from names by their text
+-- (a bounded table, emptied when full). Sharing also lets render_request
+-- reuse its last render when the same expressions come again.
+local WEAK_KEYS = { __mode = "k" }
+local combined = { AND = setmetatable({}, WEAK_KEYS), OR = setmetatable({}, WEAK_KEYS) }
+local negated = setmetatable({}, WEAK_KEYS)
+local built, built_count, BUILT_MAX = {}, 0, 1024
+local NO_VALUE = {} -- stands for a nil value in `built`
+
+-- built[key][operator][value or NO_VALUE]
+local function lookup(key, operator, value)
+  local t = built[key]
+  t = t and t[operator]
+  return t and t[value == nil and NO_VALUE or value]
+end
+
+local function remember(key, operator, value, expr)
+  if built_count >= BUILT_MAX then built, built_count = {}, 0 end
+  local by_key = built[key]
+  if not by_key then
+    by_key = {}
+    built[key] = by_key
+  end
+  local by_op = by_key[operator]
+  if not by_op then
+    by_op = {}
+    by_key[operator] = by_op
+  end
+  by_op[value == nil and NO_VALUE or value] = expr
+  built_count = built_count + 1
+  return expr
+end
+
 local function combine(join, a, b)
   if not is_expression(a) or not is_expression(b) then
     fail(("cannot combine %s with %s"):format(describe(a), describe(b)))
   end
+  local by_a = combined[join][a]
+  local hit = by_a and by_a[b]
+  if hit then return hit end
   local c, err = c_combine(join, a._c, b._c)
   if not c then fail(err) end
-  return wrap(c, { operator = join })
+  local r = wrap(c, { operator = join })
+  if not by_a then
+    by_a = setmetatable({}, WEAK_KEYS)
+    combined[join][a] = by_a
+  end
+  by_a[b] = r
+  return r
 end
 
 Expression.__band = function(a, b) return combine("AND", a, b) end
 Expression.__bor = function(a, b) return combine("OR", a, b) end
 Expression.__bnot = function(a)
   if not is_expression(a) then fail("cannot negate " .. describe(a)) end
+  local hit = negated[a]
+  if hit then return hit end
   local c, err = c_negate(a._c)
   if not c then fail(err) end
-  return wrap(c, { operator = "NOT" })
+  local r = wrap(c, { operator = "NOT" })
+  negated[a] = r
+  return r
 end
 for _, cls in pairs(class_of_kind) do
   cls.__band, cls.__bor, cls.__bnot = Expression.__band, Expression.__bor, Expression.__bnot
@@ -207,6 +255,15 @@ local FLIP = { attribute_exists = "attribute_not_exists", attribute_not_exists =
 -- attribute_not_exists take none, and `false` flips one into the other;
 -- attribute_type needs the type ("S", "N", ...) as a name or a literal.
 function ConditionExpression:init(key, operator, value)
+  -- the common form, names only: one shared object per (key, operator, value)
+  local memo = type(key) == "string" and type(operator or "=") == "string"
+    and (value == nil or type(value) == "string" or type(value) == "boolean")
+    and getmetatable(self) == ConditionExpression
+  if memo then
+    local hit = lookup(key, operator or "=", value)
+    if hit then return hit end
+  end
+  local operator_given, value_given = operator or "=", value
   operator = operator == nil and "=" or operator
   if type(operator) ~= "string" then fail("ConditionExpression operator must be a string, got " .. describe(operator)) end
   local path, size_of
@@ -249,6 +306,7 @@ function ConditionExpression:init(key, operator, value)
   if not c then fail(err) end
   self._c = c
   self.key, self.operator, self.value = key, operator, value
+  if memo then remember(key, operator_given, value_given, self) end
 end
 
 --- A projection of attribute paths: `ProjectionExpression("a", "b.c", "list[0]")`
