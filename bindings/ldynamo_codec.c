@@ -62,21 +62,25 @@ struct s_entry {
 
 /*
  * A map key already validated and written as JSON ("key":), found by the
- * address of the key's bytes and confirmed by comparing them (an address
- * may be reused once a string is collected).
+ * address of the key's bytes. The key string is anchored in the state's
+ * anchor table while it sits here, so no other string can take its address.
  */
 struct s_keyc {
     const char *ptr;
     unsigned char len, elen;
-    char raw[KEY_RAW];
     char esc[KEY_RAW + 8];
 };
 
 /* The key order of the last map written at one nesting level. */
 struct s_perm {
     size_t n;
+    const char *keys[PERM_MAX];    /* the keys in traversal order (anchored) */
     unsigned char order[PERM_MAX]; /* traversal positions, in key order */
 };
+
+/* Slots of the anchor table (the state's user value). */
+#define ANCHOR_KEYS 1                        /* key cache: 1 .. KEY_CACHE */
+#define ANCHOR_PERM (ANCHOR_KEYS + KEY_CACHE) /* perm keys: level * PERM_MAX + i */
 
 struct s_state {
     struct dyn_allocator alloc;
@@ -113,6 +117,7 @@ struct s_frame {
 struct s_walk {
     lua_State *L;
     struct s_state *st;
+    int st_idx; /* where the state userdata is (its anchors) */
     struct dyn_buf *out;
     const char *root;
     int nframes;
@@ -137,9 +142,11 @@ static int l_state_gc(lua_State *L) {
 
 /* Pushes a fresh state userdata (with its __gc) and returns it. */
 static struct s_state *s_state_new(lua_State *L) {
-    struct s_state *st = lua_newuserdatauv(L, sizeof *st, 0);
+    struct s_state *st = lua_newuserdatauv(L, sizeof *st, 1);
     void *ud;
     memset(st, 0, sizeof *st);
+    lua_newtable(L); /* anchors the strings the caches point at */
+    lua_setiuservalue(L, -2, 1);
     st->alloc.fn = lua_getallocf(L, &ud);
     st->alloc.ud = ud;
     dyn_buf_init(&st->out, &st->alloc);
@@ -156,10 +163,12 @@ static struct s_state *s_state_new(lua_State *L) {
  * The state for this call: the shared one, or, when a call is already under
  * way (a finalizer re-entered us), a temporary one pushed on the stack.
  */
-static struct s_state *s_acquire(lua_State *L) {
+static struct s_state *s_acquire(lua_State *L, int *idx) {
     struct s_state *st = lua_touserdata(L, lua_upvalueindex(UV_STATE));
+    *idx = lua_upvalueindex(UV_STATE);
     if (st->busy) {
         struct s_state *tmp = s_state_new(L);
+        *idx = lua_gettop(L);
         tmp->null_ud = st->null_ud;
         tmp->mt_number = st->mt_number;
         tmp->mt_binary = st->mt_binary;
@@ -498,12 +507,23 @@ static void s_sort_entries(struct s_entry *e, size_t n) {
 }
 
 /* Writes a map key, checking UTF-8 (the path names the map). */
-static void s_put_key(struct s_walk *w, const char *k, size_t n) {
-    struct s_keyc *c = &w->st->keys[((uintptr_t)k >> 4) % KEY_CACHE];
+/* Anchors the string at idx in slot `slot` of the state's anchor table. */
+static void s_anchor(struct s_walk *w, int idx, int slot) {
+    lua_State *L = w->L;
+    lua_getiuservalue(L, w->st_idx, 1);
+    lua_pushvalue(L, idx);
+    lua_rawseti(L, -2, slot);
+    lua_pop(L, 1);
+}
+
+/* Writes the map key (a string at stack index kidx) and its ':'. */
+static void s_put_key(struct s_walk *w, int kidx, const char *k, size_t n) {
+    unsigned slot = (unsigned)(((uintptr_t)k >> 4) % KEY_CACHE);
+    struct s_keyc *c = &w->st->keys[slot];
     size_t at = w->out->len;
     int rc;
     /* Items of one table repeat their attribute names: reuse the text. */
-    if (c->ptr == k && c->len == n && memcmp(c->raw, k, n) == 0) {
+    if (c->ptr == k && c->len == n) {
         /* A fixed-size copy (the slot is that big) beats a variable one. */
         memcpy(s_room(w, sizeof c->esc), c->esc, sizeof c->esc);
         w->out->len += c->elen;
@@ -518,10 +538,10 @@ static void s_put_key(struct s_walk *w, const char *k, size_t n) {
     }
     s_putc(w, ':');
     if (n <= KEY_RAW && w->out->len - at <= sizeof c->esc) {
+        s_anchor(w, kidx, ANCHOR_KEYS + (int)slot);
         c->ptr = k;
         c->len = (unsigned char)n;
         c->elen = (unsigned char)(w->out->len - at);
-        memcpy(c->raw, k, n);
         memcpy(c->esc, w->out->ptr + at, c->elen);
     }
 }
@@ -531,6 +551,32 @@ static void s_put_key(struct s_walk *w, const char *k, size_t n) {
  * (every one but the first with its leading comma). Rewrites them in key
  * order: the same bytes, moved once through the scratch buffer.
  */
+/*
+ * Keeps the order of this map's keys for the next map at this level. The
+ * keys are anchored: short strings are interned, so pushing a key's bytes
+ * gives back the very string the map holds (long keys are not kept).
+ */
+static void s_remember_perm(struct s_walk *w, struct s_perm *pm, const struct s_entry *e, size_t n,
+                            const unsigned char *order, int level) {
+    lua_State *L = w->L;
+    size_t i;
+    int base = ANCHOR_PERM + (level < HINT_LEVELS ? level : HINT_LEVELS - 1) * PERM_MAX;
+    pm->n = 0;
+    lua_getiuservalue(L, w->st_idx, 1);
+    for (i = 0; i < n; i++) {
+        lua_pushlstring(L, e[i].key, e[i].len);
+        if (lua_tostring(L, -1) != e[i].key) {
+            lua_pop(L, 2);
+            return;
+        }
+        lua_rawseti(L, -2, base + (int)i);
+        pm->keys[i] = e[i].key;
+    }
+    lua_pop(L, 1);
+    memcpy(pm->order, order, n);
+    pm->n = n;
+}
+
 static void s_reorder(struct s_walk *w, size_t first, size_t n, size_t from, int level) {
     struct s_state *st = w->st;
     const struct s_entry *e = st->entries + first;
@@ -545,7 +591,9 @@ static void s_reorder(struct s_walk *w, size_t first, size_t n, size_t from, int
         ord = NULL;
     } else {
         int ok = pm->n == n;
-        for (i = 1; ok && i < n; i++) ok = s_entry_cmp(&e[pm->order[i - 1]], &e[pm->order[i]]) < 0;
+        /* The same (anchored, so unique) keys in the same traversal order:
+           the same permutation. */
+        for (i = 0; ok && i < n; i++) ok = pm->keys[i] == e[i].key;
         if (ok) {
             ord = pm->order;
         } else {
@@ -554,8 +602,7 @@ static void s_reorder(struct s_walk *w, size_t first, size_t n, size_t from, int
                 for (j = i; j > 0 && s_entry_cmp(&e[local[j - 1]], &e[t]) > 0; j--) local[j] = local[j - 1];
                 local[j] = t;
             }
-            memcpy(pm->order, local, n);
-            pm->n = n;
+            s_remember_perm(w, pm, e, n, local, level);
         }
         for (i = 0; i < n && ord[i] == i; i++) {
         }
@@ -617,7 +664,7 @@ static void s_write_map(struct s_walk *w, int idx, int level, int json) {
         e->start = w->out->len;
         st->nentries = first + n + 1; /* nested maps stack theirs above */
         if (n) s_putc(w, ',');
-        s_put_key(w, k, kn);
+        s_put_key(w, vslot - 1, k, kn);
         s_push_frame_key(w, k, kn);
         s_enc_value(w, vslot, level, json);
         w->nframes--;
@@ -909,9 +956,10 @@ static void s_enc_json(struct s_walk *w, int idx, int level) {
     }
 }
 
-static void s_walk_init(struct s_walk *w, lua_State *L, struct s_state *st, const char *root) {
+static void s_walk_init(struct s_walk *w, lua_State *L, struct s_state *st, int st_idx, const char *root) {
     w->L = L;
     w->st = st;
+    w->st_idx = st_idx;
     w->out = &st->out;
     w->root = root;
     w->nframes = 0;
@@ -988,8 +1036,9 @@ static inline int s_more(struct s_read *d, char close, const char *what) {
     return s_read_fail_at(d, d->r.p, d->r.p < d->r.end ? what : "unexpected end of input");
 }
 
+/* One more container open; the error points at its opening byte, before p. */
 static void s_enter(struct s_read *d) {
-    if (++d->depth > DYN_JSON_MAX_DEPTH || !lua_checkstack(d->L, 8)) s_read_fail_at(d, d->r.p, "nesting too deep");
+    if (++d->depth > DYN_JSON_MAX_DEPTH || !lua_checkstack(d->L, 8)) s_read_fail_at(d, d->r.p - 1, "nesting too deep");
 }
 
 /* The value of a string token (unescaped into scratch when needed). */
@@ -1215,8 +1264,14 @@ static void s_dec_av(struct s_read *d) {
     } else {
         s_read_fail_at(d, s_tok_at(&ty), "unknown AttributeValue type");
     }
-    if (s_peek(d) == ',') s_read_fail_at(d, d->r.p, "AttributeValue with more than one member");
-    s_expect(d, '}', "expected '}'");
+    if (s_peek(d) == '}') {
+        d->r.p++;
+        return;
+    }
+    s_read_fail_at(d, d->r.p,
+                   d->r.p >= d->r.end ? "unexpected end of input"
+                   : *d->r.p == ','   ? "AttributeValue with more than one member"
+                                      : "expected '}'");
 }
 
 /* Where a plain JSON value sits in a response, for the unmarshal mode. */
@@ -1510,43 +1565,55 @@ static const char *s_root(lua_State *L, int arg, const char *def) { return luaL_
 
 /* core.encode_item(tbl [, root]) -> AV map JSON. */
 static int l_encode_item(lua_State *L) {
+    struct s_state *st;
+    int st_idx;
     const char *root = s_root(L, 2, "item");
     struct s_walk w;
     luaL_checkany(L, 1);
     lua_settop(L, 2);
-    s_walk_init(&w, L, s_acquire(L), root);
+    st = s_acquire(L, &st_idx);
+    s_walk_init(&w, L, st, st_idx, root);
     s_enc_item(&w, 1);
     return s_finish_out(L, w.st);
 }
 
 /* core.encode_av(value [, root]) -> one AttributeValue as JSON. */
 static int l_encode_av(lua_State *L) {
+    struct s_state *st;
+    int st_idx;
     const char *root = s_root(L, 2, "value");
     struct s_walk w;
     luaL_checkany(L, 1);
     lua_settop(L, 2);
-    s_walk_init(&w, L, s_acquire(L), root);
+    st = s_acquire(L, &st_idx);
+    s_walk_init(&w, L, st, st_idx, root);
     s_enc_av(&w, 1, 0);
     return s_finish_out(L, w.st);
 }
 
 /* core.json_encode(value [, root]) -> plain JSON. */
 static int l_json_encode(lua_State *L) {
+    struct s_state *st;
+    int st_idx;
     const char *root = s_root(L, 2, "value");
     struct s_walk w;
     luaL_checkany(L, 1);
     lua_settop(L, 2);
-    s_walk_init(&w, L, s_acquire(L), root);
+    st = s_acquire(L, &st_idx);
+    s_walk_init(&w, L, st, st_idx, root);
     s_enc_json(&w, 1, 0);
     return s_finish_out(L, w.st);
 }
 
 /* core.decode_item(json) -> native item table. */
 static int l_decode_item(lua_State *L) {
+    struct s_state *st;
+    int st_idx;
     dyn_slice text = ldynamo_checkslice(L, 1);
     struct s_read d;
     lua_settop(L, 1);
-    s_read_init(&d, L, s_acquire(L), text);
+    st = s_acquire(L, &st_idx);
+    s_read_init(&d, L, st, text);
     s_dec_av_map(&d, 0);
     s_read_end(&d);
     s_release(d.st);
@@ -1555,10 +1622,13 @@ static int l_decode_item(lua_State *L) {
 
 /* core.decode_av(json) -> native value of one AttributeValue. */
 static int l_decode_av(lua_State *L) {
+    struct s_state *st;
+    int st_idx;
     dyn_slice text = ldynamo_checkslice(L, 1);
     struct s_read d;
     lua_settop(L, 1);
-    s_read_init(&d, L, s_acquire(L), text);
+    st = s_acquire(L, &st_idx);
+    s_read_init(&d, L, st, text);
     s_dec_av(&d);
     s_read_end(&d);
     s_release(d.st);
@@ -1567,11 +1637,14 @@ static int l_decode_av(lua_State *L) {
 
 /* core.json_decode(text [, unmarshal]) -> plain Lua value. */
 static int l_json_decode(lua_State *L) {
+    struct s_state *st;
+    int st_idx;
     dyn_slice text = ldynamo_checkslice(L, 1);
     int unmarshal = lua_toboolean(L, 2);
     struct s_read d;
     lua_settop(L, 2);
-    s_read_init(&d, L, s_acquire(L), text);
+    st = s_acquire(L, &st_idx);
+    s_read_init(&d, L, st, text);
     s_dec_plain(&d, unmarshal ? M_TOP : M_PLAIN);
     s_read_end(&d);
     s_release(d.st);
@@ -1591,14 +1664,15 @@ static int s_is_mapish(lua_State *L, const struct s_state *st, int idx) {
  * reading it back plainly, so it matches the wire form exactly.
  */
 static int s_marshal(lua_State *L, int force_value) {
+    int st_idx;
     const char *root = s_root(L, 2, "value");
     struct s_walk w;
     struct s_read d;
     struct s_state *st;
     luaL_checkany(L, 1);
     lua_settop(L, 2);
-    st = s_acquire(L);
-    s_walk_init(&w, L, st, root);
+    st = s_acquire(L, &st_idx);
+    s_walk_init(&w, L, st, st_idx, root);
     if (!force_value && s_is_mapish(L, st, 1)) s_enc_item(&w, 1);
     else s_enc_av(&w, 1, 0);
     s_read_init(&d, L, st, dyn_buf_slice(&st->out));
@@ -1612,11 +1686,14 @@ static int l_marshal_value(lua_State *L) { return s_marshal(L, 1); }
 
 /* core.unmarshal(av_map [, root]) -> native item. */
 static int l_unmarshal(lua_State *L) {
+    struct s_state *st;
+    int st_idx;
     const char *root = s_root(L, 2, "value");
     struct s_walk w;
     luaL_checkany(L, 1);
     lua_settop(L, 2);
-    s_walk_init(&w, L, s_acquire(L), root);
+    st = s_acquire(L, &st_idx);
+    s_walk_init(&w, L, st, st_idx, root);
     s_unm_map(&w, 1, 0);
     s_release(w.st);
     return 1;
@@ -1624,11 +1701,14 @@ static int l_unmarshal(lua_State *L) {
 
 /* core.unmarshal_value(av [, root]) -> native value. */
 static int l_unmarshal_value(lua_State *L) {
+    struct s_state *st;
+    int st_idx;
     const char *root = s_root(L, 2, "value");
     struct s_walk w;
     luaL_checkany(L, 1);
     lua_settop(L, 2);
-    s_walk_init(&w, L, s_acquire(L), root);
+    st = s_acquire(L, &st_idx);
+    s_walk_init(&w, L, st, st_idx, root);
     s_unm_av(&w, 1);
     s_release(w.st);
     return 1;

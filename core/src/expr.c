@@ -78,6 +78,9 @@ struct dyn_expr {
     char *sk; /* the skeleton: the request string with holes */
 };
 
+/* The packed layout puts 8-byte aligned segments right after the header. */
+typedef char s_header_keeps_alignment[sizeof(struct dyn_expr) % 8 == 0 ? 1 : -1];
+
 static const char *const s_op_names[DYN_EXPR_OP_COUNT] = {
     "=", "<>", "<", "<=", ">", ">=", "IN", "BETWEEN", "begins_with", "contains",
     "attribute_exists", "attribute_not_exists", "attribute_type",
@@ -767,9 +770,10 @@ static int s_finish(struct s_builder *b, int kind, struct dyn_expr **out) {
     e->n_code = (uint32_t)n_code;
     e->n_segs = n_used;
     e->n_vals = (uint32_t)n_vals;
-    e->code = (uint32_t *)(void *)(e + 1);
-    e->segs = (struct s_str *)(void *)(e->code + n_code);
-    e->vals = (struct s_val *)(void *)(e->segs + n_used);
+    /* segments first: they hold a uint64_t, the header keeps 8-byte alignment */
+    e->segs = (struct s_str *)(void *)(e + 1);
+    e->code = (uint32_t *)(void *)(e->segs + n_used);
+    e->vals = (struct s_val *)(void *)(e->code + n_code);
     e->pool = (char *)(e->vals + n_vals);
     e->holes = NULL;
     e->n_holes = e->sk_len = 0;
@@ -1413,7 +1417,8 @@ static uint8_t s_key_shape(const uint32_t *code, uint8_t *bad_op) {
 }
 
 /* Adds the skeleton and the key shape to a packed expression: a new block
- * laid out as header | code | segs | vals | holes | pool | skeleton text. */
+ * laid out as header | segs | code | vals | holes | pool | skeleton text
+ * (in decreasing alignment). */
 static int s_add_skeleton(struct dyn_expr **pe) {
     struct dyn_expr *e = *pe, *n;
     struct dyn_buf text, holes;
@@ -1440,9 +1445,9 @@ static int s_add_skeleton(struct dyn_expr **pe) {
     }
     *n = *e;
     n->alloc_size = size;
-    n->code = (uint32_t *)(void *)(n + 1);
-    n->segs = (struct s_str *)(void *)(n->code + n->n_code);
-    n->vals = (struct s_val *)(void *)(n->segs + n->n_segs);
+    n->segs = (struct s_str *)(void *)(n + 1);
+    n->code = (uint32_t *)(void *)(n->segs + n->n_segs);
+    n->vals = (struct s_val *)(void *)(n->code + n->n_code);
     n->holes = (struct s_hole *)(void *)(n->vals + n->n_vals);
     n->pool = (char *)(n->holes + n_holes);
     n->sk = n->pool + pool_len;
@@ -1621,7 +1626,6 @@ static int s_key_error(struct s_render *rs) {
 /* Writes one slot's string: the skeleton with its holes filled in. */
 static int s_render_slot(struct s_render *rs, int slot) {
     const struct dyn_expr *e = rs->exprs[slot];
-    const struct dyn_expr_value_info *infos = rs->infos[slot];
     const uint32_t *segmap = rs->segmap[slot];
     struct dyn_buf *out = &rs->r->text;
     const struct s_hole *h = e->holes, *end = h + e->n_holes;
@@ -1638,7 +1642,9 @@ static int s_render_slot(struct s_render *rs, int slot) {
             continue;
         }
         if ((rc = s_resolve(rs, slot, h->id, &g)) != DYN_OK) return rc;
-        info = &infos[h->id];
+        /* the placeholder's first use decides, so a name shared by two slots is
+         * expanded (and reported) one way even if the caller's infos differ */
+        info = s_ginfo(rs, g);
         if (h->kind == H_IN && h->first) in_total = 0;
         if (h->kind == H_VALUE || (info->type != DYN_EXPR_V_LIST && info->type != DYN_EXPR_V_SET)) {
             if (h->action != S_NO_ACTION && (rc = s_check_action(rs, slot, h->id, g, h->action)) != DYN_OK) return rc;

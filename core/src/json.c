@@ -186,7 +186,22 @@ fail:
     return rc;
 }
 
-int dyn_json_write_string(struct dyn_buf *out, dyn_slice s) { return s_write_string(out, s, 1); }
+int dyn_json_write_string(struct dyn_buf *out, dyn_slice s) {
+    /* Most strings are short and plain: one word check, fixed-size copies. */
+    if (s.len <= 8 && out->cap - out->len > 12) {
+        uint64_t w = s_load8((const unsigned char *)s.ptr, s.len);
+        if (s_first_care(w) >= s.len) {
+            char *d = out->ptr + out->len;
+            d[0] = '"';
+            memcpy(d + 1, &w, 8);
+            d[s.len + 1] = '"';
+            d[s.len + 2] = '\0';
+            out->len += s.len + 2;
+            return DYN_OK;
+        }
+    }
+    return s_write_string(out, s, 1);
+}
 
 int dyn_json_write_string_trusted(struct dyn_buf *out, dyn_slice s) { return s_write_string(out, s, 0); }
 

@@ -370,6 +370,44 @@ TEST(number_cmp) {
     }
 }
 
+static int s_budget;
+static void *s_failing(void *ud, void *ptr, size_t osize, size_t nsize) {
+    (void)ud;
+    (void)osize;
+    if (nsize == 0) {
+        free(ptr);
+        return NULL;
+    }
+    if (s_budget-- <= 0) return NULL;
+    return realloc(ptr, nsize);
+}
+
+TEST(parse_double) {
+    double d = -1;
+    char long_text[400];
+    struct dyn_allocator failing = {s_failing, NULL};
+    CHECK_EQ_INT(dyn_av_parse_double(dyn_slice_cstr("0.1"), NULL, &d), DYN_OK);
+    CHECK(d == 0.1);
+    CHECK_EQ_INT(dyn_av_parse_double(dyn_slice_cstr("-12.5e3"), NULL, &d), DYN_OK);
+    CHECK(d == -12500.0);
+    CHECK_EQ_INT(dyn_av_parse_double(dyn_slice_cstr("1e400"), NULL, &d), DYN_OK);
+    CHECK(isinf(d) && d > 0);
+    /* Only the slice is read, not what follows it. */
+    CHECK_EQ_INT(dyn_av_parse_double(dyn_slice_make("2.5123", 3), NULL, &d), DYN_OK);
+    CHECK(d == 2.5);
+    /* Longer than any canonical text: copied with the allocator. */
+    memset(long_text, '0', sizeof long_text);
+    long_text[0] = '1';
+    long_text[1] = '.';
+    long_text[sizeof long_text - 1] = '5';
+    CHECK_EQ_INT(dyn_av_parse_double(dyn_slice_make(long_text, sizeof long_text), NULL, &d), DYN_OK);
+    CHECK(d == 1.0);
+    s_budget = 0;
+    CHECK_EQ_INT(dyn_av_parse_double(dyn_slice_make(long_text, sizeof long_text), &failing, &d), DYN_ENOMEM);
+    s_budget = 1;
+    CHECK_EQ_INT(dyn_av_parse_double(dyn_slice_make(long_text, sizeof long_text), &failing, &d), DYN_OK);
+}
+
 TEST(base64_vectors) {
     /* RFC 4648 section 10. */
     const char *plain[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
@@ -431,6 +469,7 @@ int main(void) {
     RUN(classify_table);
     RUN(classify_inverts_format);
     RUN(number_cmp);
+    RUN(parse_double);
     RUN(base64_vectors);
     RUN(base64_all_bytes);
     RUN(base64_rejects);

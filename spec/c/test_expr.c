@@ -546,6 +546,25 @@ TEST(render_in_expansion_limits) {
     dyn_expr_renderer_free(&r);
 }
 
+/* Found by fuzz_expr: one name in two slots whose infos disagree is expanded as first used. */
+TEST(render_shared_name_uses_first_info) {
+    struct dyn_expr *f = cond("k", "IN", "ids", NULL);
+    struct dyn_expr_renderer r;
+    struct req q;
+    req_init(&q);
+    q.exprs[DYN_EXPR_SLOT_FILTER] = f;
+    q.exprs[DYN_EXPR_SLOT_CONDITION] = f;
+    q.infos[DYN_EXPR_SLOT_FILTER][0].type = DYN_EXPR_V_LIST;
+    q.infos[DYN_EXPR_SLOT_FILTER][0].count = 2;
+    q.infos[DYN_EXPR_SLOT_CONDITION][0].type = DYN_EXPR_V_LIST;
+    q.infos[DYN_EXPR_SLOT_CONDITION][0].count = 5;
+    dyn_expr_renderer_init(&r, A);
+    CHECK(run(&r, &q) == DYN_OK);
+    CHECK_EQ_STR(describe(&r), "#aaa IN (:aaa_0, :aaa_1)|#aaa IN (:aaa_0, :aaa_1)|#aaa=1.0 |:aaa_0=1.0 :aaa_1=1.0 ");
+    dyn_expr_free(f);
+    dyn_expr_renderer_free(&r);
+}
+
 TEST(render_missing_value_names_both) {
     struct dyn_expr *f = join(DYN_EXPR_AND, cond("age", "<=", "age", NULL), cond("name", "=", "name", NULL));
     struct dyn_expr_renderer r;
@@ -790,6 +809,7 @@ int main(void) {
     RUN(render_shares_names_and_values);
     RUN(render_literals_get_their_own_placeholders);
     RUN(render_in_expansion_limits);
+    RUN(render_shared_name_uses_first_info);
     RUN(render_missing_value_names_both);
     RUN(render_update_value_types);
     RUN(render_key_conditions);

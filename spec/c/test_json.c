@@ -38,6 +38,60 @@ TEST(write_string_escapes) {
     dyn_buf_free(&b);
 }
 
+/* Word-at-a-time paths: specials at every offset of strings of many lengths. */
+TEST(write_string_long) {
+    struct dyn_buf b, want;
+    size_t len, at;
+    dyn_buf_init(&b, NULL);
+    dyn_buf_init(&want, NULL);
+    for (len = 1; len < 40; len++) {
+        for (at = 0; at < len; at++) {
+            char in[64];
+            size_t i;
+            memset(in, 'a', len);
+            in[at] = '"';
+            dyn_buf_reset(&want);
+            dyn_buf_putc(&want, '"');
+            for (i = 0; i < len; i++) dyn_buf_append_cstr(&want, i == at ? "\\\"" : "a");
+            dyn_buf_putc(&want, '"');
+            dyn_buf_reset(&b);
+            CHECK_EQ_INT(dyn_json_write_string(&b, dyn_slice_make(in, len)), DYN_OK);
+            CHECK_EQ_MEM(b.ptr, b.len, want.ptr, want.len);
+            /* A control character and a two-byte character there too. */
+            in[at] = '\x1f';
+            dyn_buf_reset(&b);
+            CHECK_EQ_INT(dyn_json_write_string(&b, dyn_slice_make(in, len)), DYN_OK);
+            CHECK(strstr(b.ptr, "\\u001f") == b.ptr + 1 + at);
+            CHECK_EQ_INT(b.len, len + 2 + 5);
+            if (at + 1 < len) {
+                in[at] = '\xc3';
+                in[at + 1] = '\xa9';
+                dyn_buf_reset(&b);
+                CHECK_EQ_INT(dyn_json_write_string(&b, dyn_slice_make(in, len)), DYN_OK);
+                CHECK_EQ_MEM(b.ptr + 1, b.len - 2, in, len);
+                in[at + 1] = 'a'; /* now a lone lead byte */
+                dyn_buf_reset(&b);
+                CHECK_EQ_INT(dyn_json_write_string(&b, dyn_slice_make(in, len)), DYN_EINVAL);
+                CHECK_EQ_INT(b.len, 0);
+                /* The trusted writer passes bytes through without a look. */
+                CHECK_EQ_INT(dyn_json_write_string_trusted(&b, dyn_slice_make(in, len)), DYN_OK);
+                CHECK_EQ_MEM(b.ptr + 1, b.len - 2, in, len);
+            }
+        }
+    }
+    /* Many escapes in a row grow the buffer as they go. */
+    {
+        char ctl[300];
+        memset(ctl, 1, sizeof ctl);
+        dyn_buf_reset(&b);
+        CHECK_EQ_INT(dyn_json_write_string(&b, dyn_slice_make(ctl, sizeof ctl)), DYN_OK);
+        CHECK_EQ_INT(b.len, 300 * 6 + 2);
+        CHECK(memcmp(b.ptr + 1 + 299 * 6, "\\u0001\"", 7) == 0);
+    }
+    dyn_buf_free(&b);
+    dyn_buf_free(&want);
+}
+
 struct utf8_case {
     dyn_slice in;
     int valid;
@@ -280,6 +334,70 @@ TEST(reader_skip) {
     CHECK_EQ_INT(dyn_json_skip(&r, &t), DYN_EJSON);
 }
 
+/* Errors inside long strings are found at their exact byte. */
+TEST(reader_string_errors_long) {
+    size_t len, at;
+    for (len = 1; len < 30; len++) {
+        for (at = 0; at < len; at++) {
+            char doc[64];
+            struct dyn_json_reader r;
+            struct dyn_json_token t;
+            doc[0] = '"';
+            memset(doc + 1, 'x', len);
+            doc[len + 1] = '"';
+            doc[1 + at] = '\x02';
+            dyn_json_reader_init(&r, dyn_slice_make(doc, len + 2));
+            CHECK_EQ_INT(dyn_json_next(&r, &t), DYN_EJSON);
+            CHECK_EQ_STR(r.err, "control character in string");
+            CHECK_EQ_INT(r.err_pos, 1 + at);
+            doc[1 + at] = '\xf5';
+            dyn_json_reader_init(&r, dyn_slice_make(doc, len + 2));
+            CHECK_EQ_INT(dyn_json_next(&r, &t), DYN_EJSON);
+            CHECK_EQ_STR(r.err, "invalid UTF-8 in string");
+            CHECK_EQ_INT(r.err_pos, 1 + at);
+            doc[1 + at] = 'x';
+            /* Without its closing quote: the end is the error. */
+            dyn_json_reader_init(&r, dyn_slice_make(doc, len + 1));
+            CHECK_EQ_INT(dyn_json_next(&r, &t), DYN_EJSON);
+            CHECK_EQ_STR(r.err, "unterminated string");
+            CHECK_EQ_INT(r.err_pos, len + 1);
+            /* And whole, it reads back. */
+            dyn_json_reader_init(&r, dyn_slice_make(doc, len + 2));
+            CHECK_EQ_INT(dyn_json_next(&r, &t), DYN_OK);
+            CHECK_EQ_INT(t.text.len, len);
+        }
+    }
+}
+
+TEST(scanner) {
+    struct dyn_json_reader r;
+    struct dyn_json_token t;
+    const char *doc = " \t\r\n\"k\\u0041\" -12.5e3x";
+    dyn_json_reader_init(&r, dyn_slice_cstr(doc));
+    r.p = dyn_json_skip_ws(r.p, r.end);
+    CHECK(r.p == doc + 4);
+    CHECK_EQ_INT(dyn_json_scan_string(&r, &t), DYN_OK);
+    CHECK_EQ_INT(t.type, DYN_JSON_STRING);
+    CHECK_EQ_INT(t.escaped, 1);
+    CHECK_EQ_MEM(t.text.ptr, t.text.len, "k\\u0041", (size_t)7);
+    r.p = dyn_json_skip_ws(r.p, r.end);
+    CHECK_EQ_INT(dyn_json_scan_number(&r, &t), DYN_OK);
+    CHECK_EQ_INT(t.type, DYN_JSON_NUMBER);
+    CHECK_EQ_MEM(t.text.ptr, t.text.len, "-12.5e3", (size_t)7);
+    CHECK_EQ_INT(*r.p, 'x');
+    CHECK_EQ_INT(dyn_json_fail(&r, r.p, "custom"), DYN_EJSON);
+    CHECK_EQ_STR(r.err, "custom");
+    CHECK_EQ_INT(r.err_pos, strlen(doc) - 1);
+    /* A bad number through the scanner. */
+    dyn_json_reader_init(&r, dyn_slice_cstr("-x"));
+    CHECK_EQ_INT(dyn_json_scan_number(&r, &t), DYN_EJSON);
+    CHECK_EQ_STR(r.err, "bad number");
+    CHECK_EQ_INT(r.err_pos, 1);
+    /* Whitespace only: skip_ws stops at the end. */
+    dyn_json_reader_init(&r, dyn_slice_cstr("  "));
+    CHECK(dyn_json_skip_ws(r.p, r.end) == r.end);
+}
+
 struct get_case {
     const char *body;
     const char *key;
@@ -363,6 +481,7 @@ TEST(out_of_memory) {
 
 int main(void) {
     RUN(write_string_escapes);
+    RUN(write_string_long);
     RUN(utf8_validation);
     RUN(reader_tokens);
     RUN(reader_string_slices);
@@ -370,6 +489,8 @@ int main(void) {
     RUN(reader_depth_limit);
     RUN(reader_errors_stick);
     RUN(reader_skip);
+    RUN(reader_string_errors_long);
+    RUN(scanner);
     RUN(get_string_table);
     RUN(get_string_appends);
     RUN(out_of_memory);

@@ -115,7 +115,8 @@ int dyn_json_skip(struct dyn_json_reader *r, const struct dyn_json_token *first)
 
 /* Skips JSON whitespace from p; returns the first other byte (or end). */
 static inline const char *dyn_json_skip_ws(const char *p, const char *end) {
-    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
+    /* Compact JSON has none: one compare settles the usual case. */
+    while (p < end && (unsigned char)*p <= ' ' && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
     return p;
 }
 
