@@ -614,7 +614,7 @@ static void s_reorder(struct s_walk *w, size_t first, size_t n, size_t from, int
         const struct s_entry *x = ord ? &e[ord[i]] : &e[i];
         const char *seg = st->scratch.ptr + (x->start - from);
         size_t len = x->end - x->start;
-        if (seg[0] == ',') {
+        if (x->start != from) { /* all but the first written have a comma */
             seg++;
             len--;
         }

@@ -15,6 +15,8 @@
  *   escape(name), normalize_path(text)         -> string | nil, msg
  *   render_request{ key_condition=, filter=, condition=, update=, projection=, data= }
  *                                              -> table | nil, msg
+ *   raising_render(raise)                      -> a render_request that calls raise(msg)
+ *                                                 instead of returning nil, msg
  * An operand is a value name (string) or a literal: a table { value = v, text = "shown as" }.
  * Wherever an expr is expected, a table whose field _c holds one works too.
  * Memory errors raise; bad input returns nil and a message.

@@ -151,24 +151,20 @@ static int s_push32(struct dyn_buf *b, uint32_t w) { return dyn_buf_append(b, &w
 #define S_WORDS(buf) ((uint32_t *)(void *)(buf).ptr)
 #define S_NWORDS(buf) ((buf).len / sizeof(uint32_t))
 
-/* "aa".."zz" for seq % 676, so a placeholder costs one division. */
-static char s_pairs[676][2];
-static int s_pairs_ready;
+/* "aa".."zz" for seq % 676 (a constant table), so a placeholder costs one division. */
+#define S_ROW(c)                                                                                                \
+    c "a" c "b" c "c" c "d" c "e" c "f" c "g" c "h" c "i" c "j" c "k" c "l" c "m" c "n" c "o" c "p" c "q" c "r" \
+        c "s" c "t" c "u" c "v" c "w" c "x" c "y" c "z"
+static const char s_pairs[] = S_ROW("a") S_ROW("b") S_ROW("c") S_ROW("d") S_ROW("e") S_ROW("f") S_ROW("g")
+    S_ROW("h") S_ROW("i") S_ROW("j") S_ROW("k") S_ROW("l") S_ROW("m") S_ROW("n") S_ROW("o") S_ROW("p") S_ROW("q")
+        S_ROW("r") S_ROW("s") S_ROW("t") S_ROW("u") S_ROW("v") S_ROW("w") S_ROW("x") S_ROW("y") S_ROW("z");
 
-static void s_letters(uint32_t seq, char out[3]) {
+/* seq < DYN_EXPR_MAX_PLACEHOLDERS: callers check. */
+static inline void s_letters(uint32_t seq, char out[3]) {
     uint32_t hi = seq / 676u, lo = seq - hi * 676u;
-    if (!s_pairs_ready) {
-        /* idempotent: racing threads write the same bytes */
-        uint32_t i;
-        for (i = 0; i < 676; i++) {
-            s_pairs[i][0] = (char)('a' + i / 26u);
-            s_pairs[i][1] = (char)('a' + i % 26u);
-        }
-        s_pairs_ready = 1;
-    }
     out[0] = (char)('a' + hi % 26u);
-    out[1] = s_pairs[lo][0];
-    out[2] = s_pairs[lo][1];
+    out[1] = s_pairs[2 * lo];
+    out[2] = s_pairs[2 * lo + 1];
 }
 
 size_t dyn_expr_placeholder(uint32_t seq, int32_t elem, char out[24]) {
@@ -1061,7 +1057,7 @@ dyn_slice dyn_expr_segment(const struct dyn_expr *e, size_t i) {
  * capacity test and a memcpy; the NUL terminator is restored once, when an
  * expression is done, not after every piece.
  */
-static int s_w(struct dyn_buf *b, const char *s, size_t n) {
+static inline int s_w(struct dyn_buf *b, const char *s, size_t n) {
     if (b->cap - b->len <= n && dyn_buf_reserve(b, n) != DYN_OK) return DYN_ENOMEM;
     memcpy(b->ptr + b->len, s, n);
     b->len += n;
@@ -1070,14 +1066,14 @@ static int s_w(struct dyn_buf *b, const char *s, size_t n) {
 
 #define S_WLIT(b, lit) s_w((b), (lit), sizeof(lit) - 1)
 
-static int s_wc(struct dyn_buf *b, char c) {
+static inline int s_wc(struct dyn_buf *b, char c) {
     if (b->cap - b->len <= 1 && dyn_buf_reserve(b, 1) != DYN_OK) return DYN_ENOMEM;
     b->ptr[b->len++] = c;
     return DYN_OK;
 }
 
 /* prefix + three letters */
-static int s_w_ph(struct dyn_buf *b, char prefix, uint32_t seq) {
+static inline int s_w_ph(struct dyn_buf *b, char prefix, uint32_t seq) {
     char *p;
     if (b->cap - b->len <= 4 && dyn_buf_reserve(b, 4) != DYN_OK) return DYN_ENOMEM;
     p = b->ptr + b->len;
@@ -1705,7 +1701,7 @@ void dyn_expr_renderer_free(struct dyn_expr_renderer *r) {
     r->names_cap = r->values_cap = r->n_names = r->n_values = 0;
 }
 
-static int s_seg_order(const struct dyn_expr *a, uint32_t i, const struct dyn_expr *b, uint32_t j) {
+static inline int s_seg_order(const struct dyn_expr *a, uint32_t i, const struct dyn_expr *b, uint32_t j) {
     const struct s_str *x = &a->segs[i], *y = &b->segs[j];
     if (x->key != y->key) return x->key < y->key ? -1 : 1;
     if (x->len <= 8 && y->len <= 8) return x->len < y->len ? -1 : x->len > y->len;

@@ -124,12 +124,38 @@ static inline unsigned s_first_care(uint64_t w) {
 #endif
 }
 
-/* The next (up to) 8 bytes at p; past end the word is padded with plain 'a's,
-   so a string's tail is checked a word at a time without reading beyond it. */
+/*
+ * The next (up to) 8 bytes at p as a word; past the end it is padded with
+ * plain 'a's, so a string's tail is checked a word at a time without
+ * reading beyond it. Short tails are gathered with overlapping loads in
+ * registers: bytes stored one by one and read back as a word would stall.
+ */
 static inline uint64_t s_load8(const unsigned char *p, size_t rem) {
-    uint64_t w = UINT64_C(0x6161616161616161);
-    memcpy(&w, p, rem < 8 ? rem : 8);
+    const uint64_t pad = UINT64_C(0x6161616161616161);
+    uint64_t w, keep;
+    if (rem >= 8) {
+        memcpy(&w, p, 8);
+        return w;
+    }
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (rem >= 4) {
+        uint32_t lo, hi;
+        memcpy(&lo, p, 4);
+        memcpy(&hi, p + rem - 4, 4);
+        w = (uint64_t)lo | ((uint64_t)hi << (8 * (rem - 4)));
+    } else if (rem > 0) {
+        w = (uint64_t)p[0] | ((uint64_t)p[rem / 2] << (8 * (rem / 2))) | ((uint64_t)p[rem - 1] << (8 * (rem - 1)));
+    } else {
+        w = 0;
+    }
+    keep = (UINT64_C(1) << (8 * rem)) - 1; /* rem < 8 */
+    return (w & keep) | (pad & ~keep);
+#else
+    (void)keep;
+    w = pad;
+    memcpy(&w, p, rem);
     return w;
+#endif
 }
 
 static int s_write_string(struct dyn_buf *out, dyn_slice s, int check) {

@@ -8,6 +8,10 @@
  * parses every path once; combining two compiled expressions (AND, OR, NOT,
  * merge) makes a new one and never changes its inputs.
  *
+ * Compiling also lays out each expression's request string as a skeleton
+ * with 4-byte holes for its placeholders (they are fixed width), so a render
+ * is mostly copying and filling in holes.
+ *
  * Rendering a request takes up to five compiled expressions, one per slot of
  * a DynamoDB request, plus what the caller found about each value operand
  * (present or not, its type, its element count), and writes the expression
@@ -281,6 +285,11 @@ void dyn_expr_renderer_free(struct dyn_expr_renderer *r);
  * not `k = v` optionally AND-ed with one sort key condition (=, <, <=, >, >=,
  * BETWEEN, begins_with) on top-level attributes; any string longer than
  * DYN_EXPR_MAX_LEN; more placeholders or substitution bytes than the limits.
+ * After a failure only r->error is meaningful.
+ *
+ * When one value name is used by several slots, its first use decides its
+ * placeholder and (for IN) its expansion; the caller is expected to give it
+ * the same info everywhere.
  */
 int dyn_expr_render(struct dyn_expr_renderer *r, const struct dyn_expr *const exprs[DYN_EXPR_SLOTS],
                     const struct dyn_expr_value_info *const infos[DYN_EXPR_SLOTS]);
@@ -288,6 +297,7 @@ int dyn_expr_render(struct dyn_expr_renderer *r, const struct dyn_expr *const ex
 /*
  * Writes the placeholder text without its prefix ("aab", or "aab_12" when
  * elem >= 0) into out, NUL-terminated, and returns its length.
+ * seq < DYN_EXPR_MAX_PLACEHOLDERS.
  */
 size_t dyn_expr_placeholder(uint32_t seq, int32_t elem, char out[24]);
 
