@@ -46,7 +46,8 @@ static const char s_hex_upper[] = "0123456789ABCDEF";
 #define S_TCHAR_LO UINT64_C(0x03ff6cfa00000000)
 #define S_TCHAR_HI UINT64_C(0x57ffffffc7fffffe)
 #define S_SPACE_LO UINT64_C(0x0000000100003e00)
-#define S_BIT(c, lo, hi) ((c) < 64 ? (int)(((lo) >> (c)) & 1) : (c) < 128 ? (int)(((hi) >> ((c)-64)) & 1) : 0)
+/* shifts are masked so the branch not taken never shifts by a negative or oversized count */
+#define S_BIT(c, lo, hi) ((c) < 64 ? (int)(((lo) >> ((c)&63)) & 1) : (c) < 128 ? (int)(((hi) >> (((c)-64)&63)) & 1) : 0)
 #define S_CLS(c)                                                                                   \
     (S_BIT(c, S_UNRESERVED_LO, S_UNRESERVED_HI) * S_UNRESERVED + S_BIT(c, S_TCHAR_LO, S_TCHAR_HI) * S_TCHAR + \
      S_BIT(c, S_SPACE_LO, UINT64_C(0)) * S_SPACE)
@@ -57,7 +58,7 @@ static const char s_hex_upper[] = "0123456789ABCDEF";
 static const unsigned char s_cls[256] = {S_CLS64(0), S_CLS64(64), S_CLS64(128), S_CLS64(192)};
 
 /* ASCII lowercase as a table: header names are lowered on every signature. */
-#define S_LOW(c) ((c) >= 'A' && (c) <= 'Z' ? (c) + 32 : (c))
+#define S_LOW(c) ((unsigned char)((c) + (((c) >= 'A' && (c) <= 'Z') ? 32 : 0)))
 #define S_LOW4(c) S_LOW(c), S_LOW((c) + 1), S_LOW((c) + 2), S_LOW((c) + 3)
 #define S_LOW16(c) S_LOW4(c), S_LOW4((c) + 4), S_LOW4((c) + 8), S_LOW4((c) + 12)
 #define S_LOW64(c) S_LOW16(c), S_LOW16((c) + 16), S_LOW16((c) + 32), S_LOW16((c) + 48)

@@ -152,6 +152,7 @@ TEST(bucket_exhaustion_and_refund) {
         CHECK_EQ_INT(cost, 14);
         taken += cost;
     }
+    CHECK_EQ_INT(taken, 490);
     CHECK_EQ_INT(b.tokens, 10);
     CHECK_EQ_INT(dyn_retry_bucket_acquire(&b, DYN_RETRY_TRANSIENT), 0);
     CHECK_EQ_INT(b.tokens, 10); /* a refused retry takes nothing */
