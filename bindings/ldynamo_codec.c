@@ -8,11 +8,28 @@
  * state caches their addresses, so identifying a value costs one
  * lua_getmetatable and a pointer compare.
  *
+ * Members added to dynamo.core (lua/dynamo/types.lua documents the types):
+ *   encode_item(tbl [, root])   -> AV map JSON, keys in byte order
+ *   encode_av(v [, root])       -> one AttributeValue as JSON
+ *   decode_item(json)           -> native item table
+ *   decode_av(json)             -> native value of one AttributeValue
+ *   json_encode(v [, root])     -> plain JSON; as_item(t) / as_av(v) embed AVs
+ *   json_decode(text [, unmarshal]) -> plain Lua value (see s_member_mode)
+ *   marshal(v [, root]) / marshal_value(v [, root]) -> AV form as Lua tables
+ *   unmarshal(av_map [, root]) / unmarshal_value(av [, root]) -> native
+ *   number, number_text, binary, set, set_key, list, map, as_item, as_av,
+ *   type_of, NULL, _metatables
+ * Encoding errors read "<root><path>: <what>" (root defaults to "item" for
+ * encode_item, "value" elsewhere); decoding errors "json: <what> at byte N"
+ * (N 1-based).
+ *
  * Memory: output and scratch buffers belong to a state userdata (upvalue 1)
  * that is reused across calls, so a Lua error raised mid-walk never leaks.
  * A finalizer may run codec functions while a call is under way (decoding
  * allocates, and allocation runs the GC); the state is then marked busy and
- * the nested call works on a temporary state of its own.
+ * the nested call works on a temporary state of its own. (A memory error
+ * raised by Lua itself mid-call leaves the shared state marked busy: later
+ * calls stay correct, on temporary states, only slower.)
  */
 #include <math.h>
 #include <stdarg.h>
@@ -408,7 +425,7 @@ static void s_put_string(struct s_walk *w, const char *s, size_t n) {
     if (rc == DYN_ENOMEM) s_oom(w);
     if (rc != DYN_OK) {
         size_t bad = 0;
-        dyn_utf8_valid(dyn_slice_make(s, n), &bad);
+        dyn_json_utf8_valid(dyn_slice_make(s, n), &bad);
         s_fail(w, "string is not valid UTF-8 (byte %d); use dynamo.binary for raw bytes", (int)bad + 1);
     }
 }
@@ -533,7 +550,7 @@ static void s_put_key(struct s_walk *w, int kidx, const char *k, size_t n) {
     if (rc == DYN_ENOMEM) s_oom(w);
     if (rc != DYN_OK) {
         size_t bad = 0;
-        dyn_utf8_valid(dyn_slice_make(k, n), &bad);
+        dyn_json_utf8_valid(dyn_slice_make(k, n), &bad);
         s_fail(w, "map key is not valid UTF-8 (byte %d)", (int)bad + 1);
     }
     s_putc(w, ':');
@@ -1793,7 +1810,7 @@ static char s_set_key(lua_State *L, int idx, int pos) {
     case K_STRING: {
         size_t n, bad = 0;
         const char *s = lua_tolstring(L, idx, &n);
-        if (!dyn_utf8_valid(dyn_slice_make(s, n), &bad))
+        if (!dyn_json_utf8_valid(dyn_slice_make(s, n), &bad))
             luaL_error(L, "dynamo.set: element %d is not valid UTF-8 (byte %d); use dynamo.binary for raw bytes", pos,
                        (int)bad + 1);
         lua_pushvalue(L, idx);
@@ -2110,22 +2127,10 @@ static int l_bin_eq(lua_State *L) {
     return 1;
 }
 
-/* tostring(b) -> dynamo.binary("<base64>"), shortened past 48 bytes. */
+/* tostring(b) -> the raw bytes, as b:bytes(). */
 static int l_bin_tostring(lua_State *L) {
-    struct dyn_buf b;
-    dyn_slice bytes;
-    size_t shown;
-    int rc;
     luaL_checkudata(L, 1, "dynamo.binary");
-    bytes = s_binary_bytes(L, 1);
-    shown = bytes.len > 48 ? 48 : bytes.len;
-    dyn_buf_init(&b, &s_shared(L)->alloc);
-    rc = dyn_base64_encode(dyn_slice_make(bytes.ptr, shown), &b);
-    if (rc == DYN_OK) {
-        lua_pushfstring(L, "dynamo.binary(\"%s%s\")", b.len ? b.ptr : "", bytes.len > shown ? "..." : "");
-    }
-    dyn_buf_free(&b); /* freed before anything may raise */
-    if (rc != DYN_OK) return luaL_error(L, "not enough memory");
+    lua_getiuservalue(L, 1, 1);
     return 1;
 }
 

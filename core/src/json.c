@@ -51,7 +51,7 @@ static size_t s_utf8_seq(const unsigned char *p, const unsigned char *end) {
     return 0;
 }
 
-int dyn_utf8_valid(dyn_slice s, size_t *bad_pos) {
+int dyn_json_utf8_valid(dyn_slice s, size_t *bad_pos) {
     const unsigned char *p = (const unsigned char *)s.ptr, *end = p + s.len;
     while (p < end) {
         size_t n;

@@ -12,8 +12,8 @@
 --     Note that Lua never calls __eq between a userdata and a number, so
 --     `dynamo.number("1") == 1` is false: compare with <= and >=, or use
 --     n:tonumber().
---   binary: b:bytes() is the raw string, #b its length, == compares bytes,
---     tostring(b) is `dynamo.binary("<base64>")` (shortened after 48 bytes).
+--   binary: b:bytes() and tostring(b) are the raw string, #b its length,
+--     == compares bytes, b:hex() and b:base64() show it printably.
 --   set: a table of its elements s[1..#s] (ipairs and pairs work), whose
 --     element type is "SS", "NS" or "BS" (s:type(), nil while empty and
 --     untyped). s:has(v), s:add(v) (returns s), s:remove(v) (returns true
@@ -86,6 +86,11 @@ local binary_methods = MT.binary.__index
 --- The bytes as lowercase hex.
 function binary_methods:hex()
   return (self:bytes():gsub(".", function(c) return fmt("%02x", c:byte()) end))
+end
+
+--- The bytes as base64 (as on the wire).
+function binary_methods:base64()
+  return core.marshal_value(self).B
 end
 
 ---------------------------------------------------------------------------
@@ -205,6 +210,7 @@ end
 
 local function show(v)
   if type(v) == "string" then return fmt("%q", v) end
+  if getmetatable(v) == MT.binary then return 'dynamo.binary("' .. v:base64() .. '")' end
   return tostring(v)
 end
 

@@ -118,7 +118,7 @@ TEST(utf8_validation) {
     size_t i;
     for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         size_t pos = 999;
-        int ok = dyn_utf8_valid(cases[i].in, &pos);
+        int ok = dyn_json_utf8_valid(cases[i].in, &pos);
         CHECK_EQ_INT(ok, cases[i].valid);
         if (!cases[i].valid) CHECK_EQ_INT(pos, cases[i].bad_pos);
         if (!cases[i].valid) {

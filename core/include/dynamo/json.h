@@ -34,7 +34,7 @@ int dyn_json_get_string(dyn_slice body, const char *key, struct dyn_buf *out);
  * above U+10FFFF), else 0 and, when bad_pos is not NULL, stores the offset of
  * the first byte of the first bad sequence.
  */
-int dyn_utf8_valid(dyn_slice s, size_t *bad_pos);
+int dyn_json_utf8_valid(dyn_slice s, size_t *bad_pos);
 
 /* ---- writer ----------------------------------------------------------- */
 
