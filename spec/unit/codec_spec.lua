@@ -636,7 +636,13 @@ describe("dynamo.core codec", function()
       end
       collectgarbage("incremental", 10, 1000) -- collect often
       arm()
-      local ok, item = pcall(decode_item, doc)
+      -- whether a cycle ends inside one decode depends on the heap the earlier
+      -- specs left, so decode until a finalizer has run (bounded)
+      local ok, item
+      for _ = 1, 200 do
+        ok, item = pcall(decode_item, doc)
+        if not ok or #results > 0 then break end
+      end
       collectgarbage("incremental", 200, 100)
       assert.is_true(ok, item)
       assert.equal(2000, #item.items)
