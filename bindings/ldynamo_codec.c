@@ -1580,47 +1580,34 @@ static void s_unm_av(struct s_walk *w, int idx) {
 
 static const char *s_root(lua_State *L, int arg, const char *def) { return luaL_optstring(L, arg, def); }
 
-/* core.encode_item(tbl [, root]) -> AV map JSON. */
-static int l_encode_item(lua_State *L) {
+/* The walkers the encode entry points share: each writes argument 1. */
+static void s_walk_item(struct s_walk *w) { s_enc_item(w, 1); }
+static void s_walk_av(struct s_walk *w) { s_enc_av(w, 1, 0); }
+static void s_walk_json(struct s_walk *w) { s_enc_json(w, 1, 0); }
+
+/* Runs `walk` over argument 1 with the root name from argument 2 (or
+ * `default_root`) and returns the text written. */
+static int s_encode_entry(lua_State *L, const char *default_root, void (*walk)(struct s_walk *)) {
     struct s_state *st;
     int st_idx;
-    const char *root = s_root(L, 2, "item");
+    const char *root = s_root(L, 2, default_root);
     struct s_walk w;
     luaL_checkany(L, 1);
     lua_settop(L, 2);
     st = s_acquire(L, &st_idx);
     s_walk_init(&w, L, st, st_idx, root);
-    s_enc_item(&w, 1);
+    walk(&w);
     return s_finish_out(L, w.st);
 }
+
+/* core.encode_item(tbl [, root]) -> AV map JSON. */
+static int l_encode_item(lua_State *L) { return s_encode_entry(L, "item", s_walk_item); }
 
 /* core.encode_av(value [, root]) -> one AttributeValue as JSON. */
-static int l_encode_av(lua_State *L) {
-    struct s_state *st;
-    int st_idx;
-    const char *root = s_root(L, 2, "value");
-    struct s_walk w;
-    luaL_checkany(L, 1);
-    lua_settop(L, 2);
-    st = s_acquire(L, &st_idx);
-    s_walk_init(&w, L, st, st_idx, root);
-    s_enc_av(&w, 1, 0);
-    return s_finish_out(L, w.st);
-}
+static int l_encode_av(lua_State *L) { return s_encode_entry(L, "value", s_walk_av); }
 
 /* core.json_encode(value [, root]) -> plain JSON. */
-static int l_json_encode(lua_State *L) {
-    struct s_state *st;
-    int st_idx;
-    const char *root = s_root(L, 2, "value");
-    struct s_walk w;
-    luaL_checkany(L, 1);
-    lua_settop(L, 2);
-    st = s_acquire(L, &st_idx);
-    s_walk_init(&w, L, st, st_idx, root);
-    s_enc_json(&w, 1, 0);
-    return s_finish_out(L, w.st);
-}
+static int l_json_encode(lua_State *L) { return s_encode_entry(L, "value", s_walk_json); }
 
 /* core.decode_item(json) -> native item table. */
 static int l_decode_item(lua_State *L) {

@@ -29,6 +29,8 @@
 -- @classmod dynamo.DataTable
 local class = require("dynamo.class")
 local errors = require("dynamo.errors")
+local util = require("dynamo.util")
+local values_equal, deep_copy = util.values_equal, util.deep_copy
 
 local type, pairs, ipairs, next, select = type, pairs, ipairs, next, select
 local tostring, rawequal, rawget = tostring, rawequal, rawget
@@ -624,31 +626,6 @@ encode = function(v, seen, ids)
   return "r" .. id
 end
 
-local function values_equal(a, b, seen)
-  if rawequal(a, b) then return true end
-  local ta, tb = type(a), type(b)
-  if ta ~= tb then return false end
-  if ta == "number" then return a == b end
-  if ta == "table" and getmetatable(a) == nil and getmetatable(b) == nil then
-    seen = seen or {}
-    if seen[a] == b then return true end
-    seen[a] = b
-    local count = 0
-    for k, x in next, a do
-      count = count + 1
-      local y = rawget(b, k)
-      if y == nil or not values_equal(x, y, seen) then return false end
-    end
-    for _ in next, b do count = count - 1 end
-    return count == 0
-  end
-  if ta == "table" or ta == "userdata" then
-    if getmetatable(a) == nil or getmetatable(b) == nil then return false end
-    return a == b
-  end
-  return false
-end
-
 --- A new DataTable without duplicate records, keeping the first of each group.
 -- Two records are duplicates when the cells of every `subset` column (all
 -- columns by default) are equal values: the same type and value (1 and 1.0 are
@@ -724,15 +701,6 @@ function DataTable:copy()
     local col, copy = self._columns[name], add_column(out, name)
     for i = 1, #col do copy[i] = col[i] end
   end
-  return out
-end
-
-local function deep_copy(v, seen)
-  if type(v) ~= "table" or getmetatable(v) ~= nil then return v end
-  if seen[v] then return seen[v] end
-  local out = {}
-  seen[v] = out
-  for k, x in next, v do out[deep_copy(k, seen)] = deep_copy(x, seen) end
   return out
 end
 

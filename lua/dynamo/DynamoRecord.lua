@@ -50,6 +50,8 @@
 -- @classmod dynamo.DynamoRecord
 local class = require("dynamo.class")
 local errors = require("dynamo.errors")
+local util = require("dynamo.util")
+local values_equal, deep_copy = util.values_equal, util.deep_copy
 
 local type, pairs, ipairs, next, select = type, pairs, ipairs, next, select
 local tostring, rawget, rawset, rawequal = tostring, rawget, rawset, rawequal
@@ -85,35 +87,6 @@ end
 
 local function is_plain(v)
   return type(v) == "table" and getmetatable(v) == nil
-end
-
-local function deep_copy(v, seen)
-  if not is_plain(v) then return v end
-  seen = seen or {}
-  if seen[v] then return seen[v] end
-  local out = {}
-  seen[v] = out
-  for k, x in next, v do out[deep_copy(k, seen)] = deep_copy(x, seen) end
-  return out
-end
-
-local function values_equal(a, b, seen)
-  if rawequal(a, b) then return true end
-  if is_plain(a) and is_plain(b) then
-    seen = seen or {}
-    if seen[a] == b then return true end
-    seen[a] = b
-    local count = 0
-    for k, v in next, a do
-      count = count + 1
-      local w = rawget(b, k)
-      if w == nil or not values_equal(v, w, seen) then return false end
-    end
-    for _ in next, b do count = count - 1 end
-    return count == 0
-  end
-  if is_plain(a) or is_plain(b) then return false end
-  return a == b
 end
 
 -- ---------------------------------------------------------------- schema

@@ -370,22 +370,11 @@ TEST(number_cmp) {
     }
 }
 
-static int s_budget;
-static void *s_failing(void *ud, void *ptr, size_t osize, size_t nsize) {
-    (void)ud;
-    (void)osize;
-    if (nsize == 0) {
-        free(ptr);
-        return NULL;
-    }
-    if (s_budget-- <= 0) return NULL;
-    return realloc(ptr, nsize);
-}
 
 TEST(parse_double) {
     double d = -1;
     char long_text[400];
-    struct dyn_allocator failing = {s_failing, NULL};
+    struct dyn_allocator failing = {testing_failing_alloc, NULL};
     CHECK_EQ_INT(dyn_av_parse_double(dyn_slice_cstr("0.1"), NULL, &d), DYN_OK);
     CHECK(d == 0.1);
     CHECK_EQ_INT(dyn_av_parse_double(dyn_slice_cstr("-12.5e3"), NULL, &d), DYN_OK);
@@ -402,9 +391,9 @@ TEST(parse_double) {
     long_text[sizeof long_text - 1] = '5';
     CHECK_EQ_INT(dyn_av_parse_double(dyn_slice_make(long_text, sizeof long_text), NULL, &d), DYN_OK);
     CHECK(d == 1.0);
-    s_budget = 0;
+    testing_alloc_budget = 0;
     CHECK_EQ_INT(dyn_av_parse_double(dyn_slice_make(long_text, sizeof long_text), &failing, &d), DYN_ENOMEM);
-    s_budget = 1;
+    testing_alloc_budget = 1;
     CHECK_EQ_INT(dyn_av_parse_double(dyn_slice_make(long_text, sizeof long_text), &failing, &d), DYN_OK);
 }
 

@@ -24,17 +24,11 @@ TEST(hex_and_int) {
     dyn_buf_free(&b);
 }
 
-static int fail_after;
-static void *failing_alloc(void *ud, void *p, size_t o, size_t n) {
-    (void)ud;
-    if (n && fail_after-- <= 0) return NULL;
-    return dyn_default_allocator()->fn(NULL, p, o, n);
-}
 
 TEST(enomem_leaves_buffer_unchanged) {
-    struct dyn_allocator a = {failing_alloc, NULL};
+    struct dyn_allocator a = {testing_failing_alloc, NULL};
     struct dyn_buf b = DYN_BUF_INIT(&a);
-    fail_after = 1;
+    testing_alloc_budget = 1;
     CHECK(dyn_buf_append_cstr(&b, "hello") == DYN_OK);
     CHECK(dyn_buf_reserve(&b, 1 << 20) == DYN_ENOMEM);
     CHECK_EQ_STR(b.ptr, "hello");

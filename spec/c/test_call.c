@@ -673,28 +673,22 @@ TEST(default_random_is_seedable) {
     dyn_call_config_free(&cfg);
 }
 
-static int s_fail_after;
-static void *failing_alloc(void *ud, void *p, size_t o, size_t n) {
-    (void)ud;
-    if (n && s_fail_after-- <= 0) return NULL;
-    return dyn_default_allocator()->fn(NULL, p, o, n);
-}
 
 /* Every allocation failure is reported as DYN_ENOMEM and leaks nothing (checked under ASan/valgrind). */
 TEST(allocation_failures_are_enomem) {
-    struct dyn_allocator a = {failing_alloc, NULL};
+    struct dyn_allocator a = {testing_failing_alloc, NULL};
     int budget, saw_enomem = 0, finished = 0;
     for (budget = 0; budget < 40 && !finished; budget++) {
         struct dyn_call_config cfg;
         struct dyn_call *call = NULL;
         struct dyn_step step;
         int rc;
-        s_fail_after = 1000;
+        testing_alloc_budget = 1000;
         CHECK_EQ_INT(dyn_call_config_init(&cfg, &a, "http://127.0.0.1:8000", "us-east-1"), DYN_OK);
         CHECK_EQ_INT(dyn_call_config_set_credentials(&cfg, DYN_SLICE_LIT("AK"), DYN_SLICE_LIT("SK"),
                                                      DYN_SLICE_LIT("TK")),
                      DYN_OK);
-        s_fail_after = budget;
+        testing_alloc_budget = budget;
         rc = dyn_call_new(&cfg, DYN_SLICE_LIT("GetItem"), DYN_SLICE_LIT("{}"), &call);
         if (rc == DYN_OK) rc = dyn_call_next(call, T0, &step);
         if (rc == DYN_OK) rc = dyn_call_feed(call, 200, NULL, 0, DYN_SLICE_LIT("{\"Item\":{}}"));
@@ -706,7 +700,7 @@ TEST(allocation_failures_are_enomem) {
             saw_enomem = 1;
         }
         dyn_call_free(call);
-        s_fail_after = 1000;
+        testing_alloc_budget = 1000;
         dyn_call_config_free(&cfg);
     }
     CHECK(saw_enomem);

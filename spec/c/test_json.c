@@ -453,27 +453,16 @@ TEST(get_string_appends) {
 }
 
 /* An allocator that fails after a number of successful calls. */
-static int s_budget;
-static void *s_failing(void *ud, void *ptr, size_t osize, size_t nsize) {
-    (void)ud;
-    (void)osize;
-    if (nsize == 0) {
-        free(ptr);
-        return NULL;
-    }
-    if (s_budget-- <= 0) return NULL;
-    return realloc(ptr, nsize);
-}
 
 TEST(out_of_memory) {
-    struct dyn_allocator a = {s_failing, NULL};
+    struct dyn_allocator a = {testing_failing_alloc, NULL};
     struct dyn_buf out;
-    s_budget = 0;
+    testing_alloc_budget = 0;
     dyn_buf_init(&out, &a);
     CHECK_EQ_INT(dyn_json_get_string(dyn_slice_cstr("{\"message\":\"x\"}"), "message", &out), DYN_ENOMEM);
     CHECK_EQ_INT(dyn_json_write_string(&out, dyn_slice_cstr("abc")), DYN_ENOMEM);
     CHECK_EQ_INT(out.len, 0);
-    s_budget = 1;
+    testing_alloc_budget = 1;
     CHECK_EQ_INT(dyn_json_write_string(&out, dyn_slice_cstr("abc")), DYN_OK);
     CHECK_EQ_STR(out.ptr, "\"abc\"");
     dyn_buf_free(&out);

@@ -11,6 +11,7 @@
 #define DYN_TESTING_H
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int testing_checks_failed;
@@ -64,6 +65,23 @@ static int testing_current_failed;
             testing_tests_passed++;                           \
         }                                                     \
     } while (0)
+
+/*
+ * An allocator for out-of-memory tests (struct dyn_allocator shaped): the
+ * first testing_alloc_budget allocations succeed, every later one fails until
+ * the budget is set again. Frees always work.
+ */
+static int testing_alloc_budget;
+static inline void *testing_failing_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+    (void)ud;
+    (void)osize;
+    if (nsize == 0) {
+        free(ptr);
+        return NULL;
+    }
+    if (testing_alloc_budget-- <= 0) return NULL;
+    return realloc(ptr, nsize);
+}
 
 static inline int testing_done(void) {
     printf("%d passed, %d failed\n", testing_tests_passed, testing_tests_failed);
