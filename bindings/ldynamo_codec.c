@@ -2089,6 +2089,7 @@ static int l_num_unm(lua_State *L) {
 
 /* ---- binary metamethods ---------------------------------------------- */
 
+/* b:bytes() and tostring(b): the raw bytes. */
 static int l_bin_bytes(lua_State *L) {
     luaL_checkudata(L, 1, "dynamo.binary");
     lua_getiuservalue(L, 1, 1);
@@ -2111,13 +2112,6 @@ static int l_bin_eq(lua_State *L) {
         same = lua_rawequal(L, -1, -2);
     }
     lua_pushboolean(L, same);
-    return 1;
-}
-
-/* tostring(b) -> the raw bytes, as b:bytes(). */
-static int l_bin_tostring(lua_State *L) {
-    luaL_checkudata(L, 1, "dynamo.binary");
-    lua_getiuservalue(L, 1, 1);
     return 1;
 }
 
@@ -2164,7 +2158,7 @@ static const luaL_Reg s_number_meta[] = {
 static const luaL_Reg s_number_methods[] = {{"tonumber", l_num_tonumber}, {NULL, NULL}};
 
 static const luaL_Reg s_binary_meta[] = {
-    {"__tostring", l_bin_tostring},
+    {"__tostring", l_bin_bytes},
     {"__len", l_bin_len},
     {"__eq", l_bin_eq},
     {NULL, NULL},

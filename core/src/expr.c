@@ -1257,6 +1257,17 @@ static int s_emit_node(struct s_emit *em, size_t *pos, int nested) {
     }
 }
 
+/* Writes `open` then the path and the value (or the value and the path) and ')':
+ * the two-operand functions of SET (if_not_exists, list_append). */
+static int s_emit_call2(struct s_emit *em, const char *open, size_t *path, uint32_t vid, int path_first) {
+    int rc = s_w(em->out, open, strlen(open));
+    if (rc == DYN_OK) rc = path_first ? s_emit_path(em, path) : s_emit_value(em, vid);
+    if (rc == DYN_OK) rc = S_WLIT(em->out, ", ");
+    if (rc == DYN_OK) rc = path_first ? s_emit_value(em, vid) : s_emit_path(em, path);
+    if (rc == DYN_OK) rc = s_wc(em->out, ')');
+    return rc;
+}
+
 static int s_emit_item(struct s_emit *em, size_t pos) {
     const uint32_t *code = em->e->code;
     uint32_t act = S_ARG(code[pos]), vid = 0;
@@ -1272,13 +1283,7 @@ static int s_emit_item(struct s_emit *em, size_t pos) {
         rc = S_WLIT(em->out, " = ");
         if (rc == DYN_OK) rc = s_emit_value(em, vid);
         break;
-    case DYN_EXPR_SET_IF_NOT_EXISTS:
-        rc = S_WLIT(em->out, " = if_not_exists(");
-        if (rc == DYN_OK) rc = s_emit_path(em, &p);
-        if (rc == DYN_OK) rc = S_WLIT(em->out, ", ");
-        if (rc == DYN_OK) rc = s_emit_value(em, vid);
-        if (rc == DYN_OK) rc = s_wc(em->out, ')');
-        break;
+    case DYN_EXPR_SET_IF_NOT_EXISTS: rc = s_emit_call2(em, " = if_not_exists(", &p, vid, 1); break;
     case DYN_EXPR_INCREMENT:
     case DYN_EXPR_DECREMENT:
         rc = S_WLIT(em->out, " = ");
@@ -1286,20 +1291,8 @@ static int s_emit_item(struct s_emit *em, size_t pos) {
         if (rc == DYN_OK) rc = act == DYN_EXPR_INCREMENT ? S_WLIT(em->out, " + ") : S_WLIT(em->out, " - ");
         if (rc == DYN_OK) rc = s_emit_value(em, vid);
         break;
-    case DYN_EXPR_APPEND:
-        rc = S_WLIT(em->out, " = list_append(");
-        if (rc == DYN_OK) rc = s_emit_path(em, &p);
-        if (rc == DYN_OK) rc = S_WLIT(em->out, ", ");
-        if (rc == DYN_OK) rc = s_emit_value(em, vid);
-        if (rc == DYN_OK) rc = s_wc(em->out, ')');
-        break;
-    case DYN_EXPR_PREPEND:
-        rc = S_WLIT(em->out, " = list_append(");
-        if (rc == DYN_OK) rc = s_emit_value(em, vid);
-        if (rc == DYN_OK) rc = S_WLIT(em->out, ", ");
-        if (rc == DYN_OK) rc = s_emit_path(em, &p);
-        if (rc == DYN_OK) rc = s_wc(em->out, ')');
-        break;
+    case DYN_EXPR_APPEND: rc = s_emit_call2(em, " = list_append(", &p, vid, 1); break;
+    case DYN_EXPR_PREPEND: rc = s_emit_call2(em, " = list_append(", &p, vid, 0); break;
     case DYN_EXPR_ADD:
     case DYN_EXPR_DELETE:
         rc = s_wc(em->out, ' ');
