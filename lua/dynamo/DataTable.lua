@@ -360,6 +360,22 @@ end
 --- Alias of `get_records`.
 DataTable.records = DataTable.get_records
 
+-- A new DataTable (same columns, same record_class) with the rows i, in
+-- order, for which keep(i) is true; keep is called once per row, 1 to n.
+local function select_rows(self, keep)
+  local out = new_like(self)
+  local out_cols = {}
+  for c, name in ipairs(self._order) do out_cols[c] = add_column(out, name) end
+  local columns, rows = self._columns, 0
+  for i = 1, self:max_length() do
+    if keep(i) then
+      rows = rows + 1
+      for c, name in ipairs(self._order) do out_cols[c][rows] = columns[name][i] end
+    end
+  end
+  return out
+end
+
 local OPERANDS = { equals = true, not_equals = true }
 
 --- A new DataTable with the matching records (same columns, same record_class).
@@ -375,11 +391,8 @@ function DataTable:filter_records(query, operand)
   end
   if type(query) ~= "table" then fail("filter_records query must be a table, got " .. type(query)) end
   require_normalized(self, "filter records of")
-  local out = new_like(self)
-  local out_cols = {}
-  for i, name in ipairs(self._order) do out_cols[i] = add_column(out, name) end
-  local columns, n, rows = self._columns, self:max_length(), 0
-  for i = 1, n do
+  local columns = self._columns
+  return select_rows(self, function(i)
     local all_match = true
     for key, wanted in pairs(query) do
       local col = columns[key]
@@ -390,12 +403,8 @@ function DataTable:filter_records(query, operand)
         break
       end
     end
-    if all_match == (operand == "equals") then
-      rows = rows + 1
-      for c, name in ipairs(self._order) do out_cols[c][rows] = columns[name][i] end
-    end
-  end
-  return out
+    return all_match == (operand == "equals")
+  end)
 end
 
 -- Adds one already converted record to a normalized table.
@@ -654,12 +663,9 @@ function DataTable:drop_duplicates(subset)
     end
     names = subset
   end
-  local columns, n = self._columns, self:max_length()
-  local out = new_like(self)
-  local out_cols = {}
-  for i, name in ipairs(self._order) do out_cols[i] = add_column(out, name) end
-  local buckets, ids, rows = {}, { n = 0 }, 0
-  for i = 1, n do
+  local columns = self._columns
+  local buckets, ids = {}, { n = 0 }
+  return select_rows(self, function(i)
     local parts = {}
     for c, name in ipairs(names) do parts[c] = encode(columns[name][i], {}, ids) end
     local key = table_concat(parts, "|")
@@ -683,13 +689,9 @@ function DataTable:drop_duplicates(subset)
       bucket = {}
       buckets[key] = bucket
     end
-    if not duplicate then
-      bucket[#bucket + 1] = i
-      rows = rows + 1
-      for c, name in ipairs(self._order) do out_cols[c][rows] = columns[name][i] end
-    end
-  end
-  return out
+    if not duplicate then bucket[#bucket + 1] = i end
+    return not duplicate
+  end)
 end
 
 -- ---------------------------------------------------------------- copies, views
