@@ -33,6 +33,13 @@ static inline dyn_slice ldynamo_optslice(lua_State *L, int arg, const char *def)
     return dyn_slice_make(p, n);
 }
 
+/*
+ * Pushes the value of JSON text held in C as core.json_decode(text, unmarshal)
+ * would and returns 1; on malformed text pushes the message and returns 0.
+ * Raises only on a memory error.
+ */
+int ldynamo_push_json(lua_State *L, dyn_slice text, int unmarshal);
+
 /* The allocator of the Lua state, for the core: memory is accounted to Lua. */
 void ldynamo_allocator(lua_State *L, struct dyn_allocator *out);
 

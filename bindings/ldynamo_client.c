@@ -216,14 +216,64 @@ static void s_push_info(lua_State *L, const struct dyn_error *e) {
     lua_setfield(L, -2, "attempts");
 }
 
+/* The decode argument at idx: -1 (nil: the body as a string), else the unmarshal flag. */
+static int s_decode_arg(lua_State *L, int idx) {
+    if (lua_isnoneornil(L, idx)) return -1;
+    luaL_checktype(L, idx, LUA_TBOOLEAN);
+    return lua_toboolean(L, idx);
+}
+
+/*
+ * Pushes a successful call's body: as a string (decode -1) or decoded
+ * (json_decode(body, decode)). Returns 1, or 0 with the decoder's message on
+ * top when the body is not the JSON it should be.
+ */
+static int s_push_body(lua_State *L, const struct dyn_call *call, int decode) {
+    dyn_slice b = dyn_call_body(call);
+    if (decode < 0) {
+        lua_pushlstring(L, b.ptr, b.len);
+        return 1;
+    }
+    return ldynamo_push_json(L, b, decode);
+}
+
+/* Replaces the decoder's message on top with the info of an InvalidResponse error. */
+static void s_invalid_response_info(lua_State *L, const struct dyn_call *call) {
+    const struct dyn_error *e = dyn_call_error(call);
+    int msg = lua_gettop(L);
+    lua_createtable(L, 0, 8);
+    lua_pushliteral(L, "InvalidResponse");
+    lua_setfield(L, -2, "code");
+    lua_pushfstring(L, "the response is not valid JSON (%s)", lua_tostring(L, msg));
+    lua_setfield(L, -2, "message");
+    lua_pushinteger(L, 200);
+    lua_setfield(L, -2, "status");
+    if (e->request_id[0]) {
+        lua_pushstring(L, e->request_id);
+        lua_setfield(L, -2, "request_id");
+    }
+    lua_pushstring(L, dyn_retry_class_name(DYN_RETRY_CLIENT));
+    lua_setfield(L, -2, "retry_class");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "retryable");
+    lua_pushinteger(L, e->attempts);
+    lua_setfield(L, -2, "attempts");
+    lua_remove(L, msg);
+}
+
 /* body | nil, "code: message", info. Raises on a memory error. */
-static int s_push_result(lua_State *L, const struct dyn_call *call) {
+static int s_push_result(lua_State *L, const struct dyn_call *call, int decode) {
     const struct dyn_error *e = dyn_call_error(call);
     int status = dyn_call_status(call);
     if (status == DYN_OK) {
-        dyn_slice b = dyn_call_body(call);
-        lua_pushlstring(L, b.ptr, b.len);
-        return 1;
+        if (s_push_body(L, call, decode)) return 1;
+        s_invalid_response_info(L, call);
+        luaL_pushfail(L);
+        lua_getfield(L, -2, "message");
+        lua_pushfstring(L, "InvalidResponse: %s", lua_tostring(L, -1));
+        lua_remove(L, -2);
+        lua_rotate(L, -3, -1); /* fail, message, info */
+        return 3;
     }
     if (status == DYN_ENOMEM) return luaL_error(L, "not enough memory");
     luaL_pushfail(L);
@@ -285,17 +335,18 @@ static struct dyn_http *s_http(lua_State *L, struct client *c) {
 
 static int l_client_call(lua_State *L) {
     struct client *c = s_check_client(L, 1);
+    int decode = s_decode_arg(L, 4);
     struct lcall *lc = s_new_call_args(L, c);
     int rc = dyn_http_run(s_http(L, c), &lc->call, 1);
     if (rc == DYN_ENOMEM) return luaL_error(L, "not enough memory");
-    return s_push_result(L, lc->call);
+    return s_push_result(L, lc->call, decode);
 }
 
 static int l_client_call_many(lua_State *L) {
     struct client *c = s_check_client(L, 1);
     struct dyn_call **calls;
     lua_Integer n, i;
-    int rc;
+    int rc, decode = s_decode_arg(L, 3);
     luaL_checktype(L, 2, LUA_TTABLE);
     n = luaL_len(L, 2);
     if (n < 0 || (lua_Unsigned)n > SIZE_MAX / sizeof *calls) return luaL_error(L, "too many requests");
@@ -319,21 +370,33 @@ static int l_client_call_many(lua_State *L) {
     }
     rc = dyn_http_run(s_http(L, c), calls, (size_t)n);
     if (rc == DYN_ENOMEM) return luaL_error(L, "not enough memory");
-    lua_createtable(L, (int)n, 0); /* 5 */
+    lua_createtable(L, (int)n, 0); /* 5: the results */
+    lua_pushnil(L);                /* 6: the failed positions, made on the first */
     for (i = 1; i <= n; i++) {
         const struct dyn_call *call = calls[i - 1];
-        if (dyn_call_status(call) == DYN_OK) {
-            dyn_slice b = dyn_call_body(call);
-            lua_pushlstring(L, b.ptr, b.len);
+        int ok = dyn_call_status(call) == DYN_OK;
+        if (ok) {
+            if (!s_push_body(L, call, decode)) {
+                s_invalid_response_info(L, call);
+                ok = 0;
+            }
         } else {
             if (dyn_call_status(call) == DYN_ENOMEM) return luaL_error(L, "not enough memory");
             s_push_info(L, dyn_call_error(call));
+        }
+        if (!ok) {
             lua_pushboolean(L, 1);
             lua_setfield(L, -2, "error");
+            if (lua_isnil(L, 6)) {
+                lua_newtable(L);
+                lua_replace(L, 6);
+            }
+            lua_pushboolean(L, 1);
+            lua_rawseti(L, 6, i);
         }
         lua_rawseti(L, 5, i);
     }
-    return 1;
+    return 2;
 }
 
 static int l_client_set_credentials(lua_State *L) {
@@ -489,7 +552,7 @@ static int l_call_result(lua_State *L) {
     struct lcall *lc = luaL_checkudata(L, 1, CALL_MT);
     if (!lc->call) return luaL_error(L, "attempt to use a closed call");
     if (!dyn_call_is_done(lc->call)) return luaL_error(L, "call:result: the call is not finished");
-    return s_push_result(L, lc->call);
+    return s_push_result(L, lc->call, s_decode_arg(L, 2));
 }
 
 /* ---- module ---- */

@@ -1609,6 +1609,169 @@ static int l_encode_av(lua_State *L) { return s_encode_entry(L, "value", s_walk_
 /* core.json_encode(value [, root]) -> plain JSON. */
 static int l_json_encode(lua_State *L) { return s_encode_entry(L, "value", s_walk_json); }
 
+/*
+ * core.encode_items(list, i, j, sep) -> the items list[i..j], each as AV map
+ * JSON, joined by sep: one call for a batch's keys or items. Raises as
+ * encode_item on the first bad item (callers that name records encode them
+ * one by one to find it).
+ */
+static int l_encode_items(lua_State *L) {
+    struct s_state *st;
+    int st_idx;
+    struct s_walk w;
+    lua_Integer i = luaL_checkinteger(L, 2), j = luaL_checkinteger(L, 3), k;
+    dyn_slice sep = ldynamo_checkslice(L, 4);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 4);
+    st = s_acquire(L, &st_idx);
+    s_walk_init(&w, L, st, st_idx, "item");
+    for (k = i; k <= j; k++) {
+        if (k > i) s_put(&w, sep.ptr, sep.len);
+        lua_rawgeti(L, 1, k);
+        s_enc_item(&w, lua_gettop(L));
+        lua_pop(L, 1);
+    }
+    return s_finish_out(L, w.st);
+}
+
+/* One part of a key's identity: a type letter and the bytes of the value. */
+struct s_key_part {
+    char type;
+    dyn_slice bytes;
+    char num[DYN_AV_NUM_MAX];
+};
+
+/*
+ * Reads the key value at idx: a string's or binary's bytes, or a number's
+ * canonical text (so 1 and 1.0 agree). A binary pushes its bytes' string,
+ * which must stay on the stack while the part is used; *pushed counts it.
+ * Returns 0 when the value cannot be a key.
+ */
+static int s_key_part(lua_State *L, const struct s_state *st, int idx, struct s_key_part *kp, int *pushed) {
+    size_t n;
+    switch (lua_type(L, idx)) {
+    case LUA_TSTRING: {
+        const char *p = lua_tolstring(L, idx, &n);
+        kp->type = 'S';
+        kp->bytes = dyn_slice_make(p, n);
+        return 1;
+    }
+    case LUA_TNUMBER: {
+        int isint;
+        lua_Integer v = lua_tointegerx(L, idx, &isint);
+        enum dyn_av_num_err why;
+        if (isint) n = dyn_av_format_int((int64_t)v, kp->num);
+        else if (dyn_av_number_from_double(lua_tonumber(L, idx), kp->num, &n, &why) != DYN_OK) return 0;
+        kp->type = 'N';
+        kp->bytes = dyn_slice_make(kp->num, n);
+        return 1;
+    }
+    default: break;
+    }
+    switch (s_kind_of(L, st, idx)) {
+    case K_NUMBER:
+        kp->type = 'N';
+        kp->bytes = dyn_slice_make(s_num_at(L, idx)->text, s_num_at(L, idx)->len);
+        return 1;
+    case K_BINARY:
+        kp->type = 'B';
+        kp->bytes = s_binary_bytes(L, idx);
+        (*pushed)++;
+        return 1;
+    default: return 0;
+    }
+}
+
+static char *s_put_part(char *o, const struct s_key_part *kp) {
+    *o++ = kp->type;
+    if (kp->bytes.len) memcpy(o, kp->bytes.ptr, kp->bytes.len);
+    return o + kp->bytes.len;
+}
+
+/*
+ * Pushes the identity of a key: its one part, or for two the first part's
+ * length (4 bytes, big-endian) and then both parts. Returns 0 (pushing
+ * nothing) when a value cannot be a key.
+ */
+static int s_push_key_id(lua_State *L, const struct s_state *st, int a, int bidx) {
+    struct s_key_part ka, kb;
+    int pushed = 0;
+    size_t total;
+    char local[256], *buf, *o;
+    luaL_Buffer lb;
+    if (!s_key_part(L, st, a, &ka, &pushed) || (bidx && !s_key_part(L, st, bidx, &kb, &pushed))) {
+        lua_pop(L, pushed);
+        return 0;
+    }
+    total = 1 + ka.bytes.len + (bidx ? 5 + kb.bytes.len : 0);
+    buf = total <= sizeof local ? local : luaL_buffinitsize(L, &lb, total);
+    o = buf;
+    if (bidx) {
+        size_t la = 1 + ka.bytes.len;
+        *o++ = (char)(la >> 24);
+        *o++ = (char)(la >> 16);
+        *o++ = (char)(la >> 8);
+        *o++ = (char)la;
+    }
+    o = s_put_part(o, &ka);
+    if (bidx) s_put_part(o, &kb);
+    if (buf == local) lua_pushlstring(L, local, total);
+    else luaL_pushresultsize(&lb, total);
+    if (pushed) {
+        lua_replace(L, -1 - pushed);
+        lua_pop(L, pushed - 1);
+    }
+    return 1;
+}
+
+/*
+ * core.key_id(partition_value [, sort_value]) -> a string that is equal for
+ * two keys exactly when DynamoDB sees them as the same key.
+ */
+static int l_key_id(lua_State *L) {
+    int two = !lua_isnoneornil(L, 2);
+    lua_settop(L, 2);
+    if (!s_push_key_id(L, s_shared(L), 1, two ? 2 : 0))
+        return luaL_error(L, "key_id: a key value must be a string, a finite number or a binary");
+    return 1;
+}
+
+/*
+ * core.index_items(items, pk, sk, into) -> n: into[key_id(item[pk], item[sk])]
+ * = item for each item of the array (sk nil for a table without a sort key).
+ * Raises when an item lacks a key attribute.
+ */
+static int l_index_items(lua_State *L) {
+    const struct s_state *st = s_shared(L);
+    lua_Integer i, n;
+    int two;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checkstring(L, 2);
+    two = !lua_isnoneornil(L, 3);
+    if (two) luaL_checkstring(L, 3);
+    luaL_checktype(L, 4, LUA_TTABLE);
+    lua_settop(L, 4);
+    n = (lua_Integer)lua_rawlen(L, 1);
+    for (i = 1; i <= n; i++) {
+        lua_rawgeti(L, 1, i); /* 5: the item */
+        if (lua_type(L, 5) != LUA_TTABLE) return luaL_error(L, "index_items: item %I is not a table", (LUAI_UACINT)i);
+        lua_pushvalue(L, 2);
+        lua_rawget(L, 5); /* 6 */
+        if (two) {
+            lua_pushvalue(L, 3);
+            lua_rawget(L, 5); /* 7 */
+        }
+        if (!s_push_key_id(L, st, 6, two ? 7 : 0))
+            return luaL_error(L, "index_items: item %I has no valid key attribute %s", (LUAI_UACINT)i,
+                              lua_tostring(L, two && !lua_isnil(L, 6) ? 3 : 2));
+        lua_pushvalue(L, 5);
+        lua_rawset(L, 4);
+        lua_settop(L, 4);
+    }
+    lua_pushinteger(L, n);
+    return 1;
+}
+
 /* core.decode_item(json) -> native item table. */
 static int l_decode_item(lua_State *L) {
     struct s_state *st;
@@ -1653,6 +1816,38 @@ static int l_json_decode(lua_State *L) {
     s_read_end(&d);
     s_release(d.st);
     return 1;
+}
+
+/*
+ * The decoder behind ldynamo_push_json: json_decode on text held in C (a
+ * response body), so the text never becomes a Lua string. Reached only
+ * through the registry, with a light userdata for the slice.
+ */
+static int l_decode_slice(lua_State *L) {
+    struct s_state *st;
+    int st_idx;
+    dyn_slice text = *(const dyn_slice *)lua_touserdata(L, 1);
+    int unmarshal = lua_toboolean(L, 2);
+    struct s_read d;
+    lua_settop(L, 2);
+    st = s_acquire(L, &st_idx);
+    s_read_init(&d, L, st, text);
+    s_dec_plain(&d, unmarshal ? M_TOP : M_PLAIN);
+    s_read_end(&d);
+    s_release(d.st);
+    return 1;
+}
+
+static const char s_decode_slice_key = 0; /* its address keys the registry entry */
+
+int ldynamo_push_json(lua_State *L, dyn_slice text, int unmarshal) {
+    int rc;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &s_decode_slice_key);
+    lua_pushlightuserdata(L, &text);
+    lua_pushboolean(L, unmarshal);
+    rc = lua_pcall(L, 2, 1, 0);
+    if (rc == LUA_ERRMEM) lua_error(L);
+    return rc == LUA_OK;
 }
 
 /* Is the value at idx map-shaped (a tagged map, {} or string keys)? */
@@ -2128,6 +2323,9 @@ static const luaL_Reg s_funcs[] = {
     {"decode_item", l_decode_item},
     {"decode_av", l_decode_av},
     {"json_encode", l_json_encode},
+    {"encode_items", l_encode_items},
+    {"key_id", l_key_id},
+    {"index_items", l_index_items},
     {"json_decode", l_json_decode},
     {"marshal", l_marshal},
     {"marshal_value", l_marshal_value},
@@ -2250,6 +2448,9 @@ void ldynamo_open_codec(lua_State *L) {
         lua_setfield(L, -2, names[i] + 7); /* without "dynamo." */
     }
     lua_setfield(L, mod, "_metatables");
+    s_push_upvalues(L, base);
+    lua_pushcclosure(L, l_decode_slice, UV_COUNT);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &s_decode_slice_key);
     /* The state is kept alive by the closures' upvalues. */
     lua_settop(L, mod);
 }

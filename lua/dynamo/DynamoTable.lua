@@ -45,12 +45,14 @@ local DynamoTableIndex = require("dynamo.DynamoTableIndex")
 local type, pairs, next, ipairs, tostring = type, pairs, next, ipairs, tostring
 local pcall, error, rawget, setmetatable, getmetatable = pcall, error, rawget, setmetatable, getmetatable
 local math_min, math_floor, math_type = math.min, math.floor, math.type
-local string_format, string_pack, string_sub = string.format, string.pack, string.sub
+local string_format, string_sub = string.format, string.sub
 local table_concat, table_sort = table.concat, table.sort
 local os_date = os.date
 
 local json_encode, json_decode = core.json_encode, core.json_decode
-local as_item, as_av = core.as_item, core.as_av
+local encode_item_json, encode_items = core.encode_item, core.encode_items
+local key_id, index_items = core.key_id, core.index_items
+local as_item = core.as_item
 
 local expressions_module, DataTable_module
 local function E()
@@ -128,20 +130,6 @@ local function copy(t)
   local out = {}
   for k, v in next, t do out[k] = v end
   return out
-end
-
--- An exact identity string for one key value: strings as they are, every other
--- type (numbers, binary) as its canonical AttributeValue JSON, so 1 and 1.0 agree.
-local function key_part(v)
-  if type(v) == "string" then return v end
-  return json_encode(as_av(v))
-end
-
--- The same identity from an AttributeValue-form value ({S = "x"}, {N = "1"}).
-local function key_part_av(av)
-  local s = av.S
-  if s ~= nil then return s end
-  return json_encode(av)
 end
 
 -- Turns any `records` argument (array, DataTable, iterator function) into a
@@ -334,7 +322,7 @@ local function prepare(self, record, position)
       .. ", got " .. (core.type_of(pkv) or type(pkv)))
   end
   if sk == nil then
-    return record, { [pk] = pkv }, key_part(pkv)
+    return record, { [pk] = pkv }, key_id(pkv)
   end
   local skv = record[sk]
   if skv == nil then
@@ -350,15 +338,14 @@ local function prepare(self, record, position)
     key_error(self, record, position, sk, "sort key %s must be of type " .. index.sort_key_type
       .. ", got " .. (core.type_of(skv) or type(skv)))
   end
-  local p = key_part(pkv)
-  return record, { [pk] = pkv, [sk] = skv }, string_pack("s4", p) .. key_part(skv)
+  return record, { [pk] = pkv, [sk] = skv }, key_id(pkv, skv)
 end
 
--- Identity of a native item holding the key attributes.
+-- Identity of a native item holding the key attributes (see core.key_id:
+-- exact, so 1 and 1.0 agree and no two keys share one).
 local function item_id(pk, sk, item)
-  local pkv = item[pk]
-  if sk == nil then return key_part(pkv) end
-  return string_pack("s4", key_part(pkv)) .. key_part(item[sk])
+  if sk == nil then return key_id(item[pk]) end
+  return key_id(item[pk], item[sk])
 end
 
 --- The key attributes of a record: `{[pk] = ..., [sk] = ...}` (the record's own
@@ -378,7 +365,7 @@ local function to_output(self, record)
 end
 
 local function encode_item(self, item, what)
-  local ok, text = pcall(json_encode, as_item(item), "record")
+  local ok, text = pcall(encode_item_json, item, "record")
   if not ok then
     fail(("%s: %s %s cannot be written: %s"):format(label(self), what or "record", describe(item), tostring(text)),
       { data = item })
@@ -775,19 +762,13 @@ local function fetch_items(self, tname, keys, n, consistent)
   local head = '{"RequestItems":{"' .. tname .. '":{'
     .. (consistent and '"ConsistentRead":true,' or '') .. '"Keys":['
   local bodies = {}
-  local enc = {}
-  for i = 1, n do enc[i] = json_encode(as_item(keys[i])) end
+  -- the keys were checked by prepare, so they encode
   for c = 1, n, MAX_BATCH_GET do
-    bodies[#bodies + 1] = head .. table_concat(enc, ",", c, math_min(c + MAX_BATCH_GET - 1, n)) .. "]}}}"
+    bodies[#bodies + 1] = head .. encode_items(keys, c, math_min(c + MAX_BATCH_GET - 1, n), ",") .. "]}}}"
   end
   local function on_response(resp)
     local items = resp.Responses and resp.Responses[tname]
-    if items then
-      for i = 1, #items do
-        local item = items[i]
-        found[item_id(pk, sk, item)] = item
-      end
-    end
+    if items then index_items(items, pk, sk, found) end
     local un = resp.UnprocessedKeys and resp.UnprocessedKeys[tname]
     if un and un.Keys and #un.Keys > 0 then
       local more, ks = {}, un.Keys
@@ -1213,7 +1194,7 @@ local function batch_delete_run(self, src, collect)
     end
     local ukeys, uids, m = unique_keys(keys, ids, n)
     local enc = {}
-    for j = 1, m do enc[j] = json_encode(as_item(ukeys[j])) end
+    for j = 1, m do enc[j] = encode_item_json(ukeys[j]) end
     invalidate(self, uids, m)
     write_entries(self, tname, enc, m, "delete")
     total = total + m

@@ -16,9 +16,9 @@ local core = require("dynamo.core")
 local errors = require("dynamo.errors")
 local config = require("dynamo.config")
 
-local json_encode, json_decode = core.json_encode, core.json_decode
+local json_encode = core.json_encode
 local now_ms = core.now_ms
-local type, pcall, tostring, setmetatable = type, pcall, tostring, setmetatable
+local type, pcall, tostring, setmetatable, next = type, pcall, tostring, setmetatable, next
 
 local Client = {}
 Client.__index = Client
@@ -98,7 +98,7 @@ end
 
 -- Runs one call through the host transport: the sans-IO state machine in C
 -- decides what to send and when to wait; this loop only does the I/O.
-local function host_call(self, op, body)
+local function host_call(self, op, body, decode)
   local call = self.handle:prepare(op, body)
   local transport, sleep = self.transport, self.sleep
   while true do
@@ -115,23 +115,25 @@ local function host_call(self, op, body)
     elseif kind == "wait" then
       sleep(arg)
     else
-      return call:result()
+      return call:result(decode)
     end
   end
 end
 
 --- Sends a JSON body for `op` and returns the decoded response. With
 -- `unmarshal`, items in the response (Item, Items, Attributes, Responses)
--- come back as native Lua values. Raises DynamoTableError on failure.
+-- come back as native Lua values. Raises DynamoTableError on failure (code
+-- "InvalidResponse" for a body that is not valid JSON).
 function Client:send(op, body, unmarshal)
+  local decode = unmarshal and true or false
   local out, msg, info
   if self.transport then
-    out, msg, info = host_call(self, op, body)
+    out, msg, info = host_call(self, op, body, decode)
   else
-    out, msg, info = self.handle:call(op, body)
+    out, msg, info = self.handle:call(op, body, decode)
   end
   if not out then error(errors.from_core(info, msg), 2) end
-  return json_decode(out, unmarshal)
+  return out
 end
 
 --- Sends many requests at once (up to `concurrency` in flight) and returns
@@ -139,23 +141,20 @@ end
 -- object in its slot (nothing raises, so no result is lost).
 -- @tparam table requests array of { op, body_json }
 function Client:send_many(requests, unmarshal)
-  local results = {}
   if self.transport then
+    local results = {}
     for i, r in ipairs(requests) do
       local ok, res = pcall(self.send, self, r[1], r[2], unmarshal)
       results[i] = ok and res or (errors.is(res) and res or errors.new("Transport", tostring(res)))
     end
     return results
   end
-  local raw = self.handle:call_many(requests)
-  for i, r in ipairs(raw) do
-    if type(r) == "string" then
-      results[i] = json_decode(r, unmarshal)
-    else
-      results[i] = errors.from_core(r)
-    end
+  -- decoded in C straight from the response buffers
+  local decoded, failed = self.handle:call_many(requests, unmarshal and true or false)
+  if failed then
+    for i in next, failed do decoded[i] = errors.from_core(decoded[i]) end
   end
-  return results
+  return decoded
 end
 
 --- Sends any DynamoDB operation. `params` is the request as plain Lua tables,

@@ -620,6 +620,62 @@ describe("dynamo.core codec", function()
     end)
   end)
 
+  describe("batch helpers", function()
+    local key_id, index_items, encode_items = core.key_id, core.index_items, core.encode_items
+
+    it("key_id is equal exactly when DynamoDB sees the same key", function()
+      assert.equal(key_id(1), key_id(1.0))
+      assert.equal(key_id(1), key_id(number("1.0")))
+      assert.equal(key_id(number("1E+2")), key_id(100))
+      assert.equal(key_id(0.5), key_id(number("0.50")))
+      assert.equal(key_id(number(N38)), key_id(number(N38 .. ".0")))
+      assert.not_equal(key_id("1"), key_id(1))
+      assert.not_equal(key_id("1"), key_id(binary("1")))
+      assert.equal(key_id(binary(ALL_BYTES)), key_id(binary(ALL_BYTES)))
+      assert.equal(key_id("a", "b"), key_id("a", "b"))
+      assert.equal(key_id("a", 2), key_id("a", 2.0))
+      -- no two composite keys share an identity, whatever the bytes
+      assert.not_equal(key_id("a", "bc"), key_id("ab", "c"))
+      assert.not_equal(key_id("a\0\0\0\2Sb", "c"), key_id("a", "b"))
+      assert.not_equal(key_id("a"), key_id("a", ""))
+      local long = ("k"):rep(3000)
+      assert.equal(long, key_id(long, 1):sub(6, 3005))
+    end)
+
+    it("key_id refuses values that cannot be keys", function()
+      for _, v in ipairs({ {}, true, NULL, 0 / 0, math.huge, set{ "a" } }) do
+        assert.has_error(function() key_id(v) end, "key_id: a key value must be a string, a finite number or a binary")
+        assert.has_error(function() key_id("a", v) end)
+      end
+    end)
+
+    it("index_items maps each item by its key identity", function()
+      local items = { { pk = "a", sk = 1, v = 1 }, { pk = "a", sk = 2.0, v = 2 }, { pk = binary("b"), sk = 1, v = 3 } }
+      local into = {}
+      assert.equal(3, index_items(items, "pk", "sk", into))
+      assert.equal(items[1], into[key_id("a", 1)])
+      assert.equal(items[2], into[key_id("a", number("2"))])
+      assert.equal(items[3], into[key_id(binary("b"), 1)])
+      local single = {}
+      assert.equal(1, index_items({ { id = 7 } }, "id", nil, single))
+      assert.equal(7, single[key_id(7)].id)
+      assert.has_error(function() index_items({ { pk = "a" } }, "pk", "sk", {}) end,
+        "index_items: item 1 has no valid key attribute sk")
+      assert.has_error(function() index_items({ { sk = "a" } }, "pk", "sk", {}) end,
+        "index_items: item 1 has no valid key attribute pk")
+    end)
+
+    it("encode_items joins items as AttributeValue maps", function()
+      local list = { { a = 1 }, { b = "x", c = { 1, 2 } }, { d = NULL } }
+      assert.equal(encode_item(list[1]) .. "|" .. encode_item(list[2]) .. "|" .. encode_item(list[3]),
+        encode_items(list, 1, 3, "|"))
+      assert.equal(encode_item(list[2]), encode_items(list, 2, 2, ","))
+      assert.equal("", encode_items(list, 3, 2, ","))
+      assert.matches("NaN", err_of(encode_items, { { a = 1 }, { b = 0 / 0 } }, 1, 2, ","))
+      assert.has_error(function() encode_items(list, 1, 4, ",") end)
+    end)
+  end)
+
   describe("robustness", function()
     it("survives a finalizer that uses the codec in the middle of a decode", function()
       local results = {}
