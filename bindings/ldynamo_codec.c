@@ -1021,10 +1021,16 @@ static int s_read_oom(struct s_read *d) {
     return luaL_error(d->L, "not enough memory");
 }
 
-/* Skips whitespace; returns the next byte, or 0 at the end. */
-static inline char s_peek(struct s_read *d) {
+/* s_peek when whitespace may follow: kept out of line, compact JSON has none. */
+static char s_peek_ws(struct s_read *d) {
     d->r.p = dyn_json_skip_ws(d->r.p, d->r.end);
     return d->r.p < d->r.end ? *d->r.p : 0;
+}
+
+/* Skips whitespace; returns the next byte, or 0 at the end. */
+static inline char s_peek(struct s_read *d) {
+    if (d->r.p < d->r.end && (unsigned char)*d->r.p > ' ') return *d->r.p;
+    return s_peek_ws(d);
 }
 
 /* Consumes c after whitespace, or raises `what` (or end of input). */
@@ -1034,9 +1040,9 @@ static inline void s_expect(struct s_read *d, char c, const char *what) {
 }
 
 /* Reads a string at the current position (after whitespace). */
-static void s_string_tok(struct s_read *d, struct dyn_json_token *t, const char *what) {
+static inline void s_string_tok(struct s_read *d, struct dyn_json_token *t, const char *what) {
     if (s_peek(d) != '"') s_read_fail_at(d, d->r.p, d->r.p < d->r.end ? what : "unexpected end of input");
-    if (dyn_json_scan_string(&d->r, t) != DYN_OK) s_read_fail(d);
+    if (dyn_json_scan_string_fast(&d->r, t) != DYN_OK) s_read_fail(d);
 }
 
 /* After a member or element: 1 when another follows (',' read), 0 at `close`. */
@@ -1081,22 +1087,37 @@ static const char *s_tok_at(const struct dyn_json_token *t) {
  * or a number object. Returns DYN_OK or the canonicaliser's status.
  */
 static int s_push_n(lua_State *L, dyn_slice t, enum dyn_av_num_err *why) {
-    const char *p = t.ptr;
-    size_t n = t.len, i = 0;
+    static const double pow10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14};
+    const char *p = t.ptr, *end = p + t.len, *s, *q;
+    int neg = p < end && *p == '-';
+    uint64_t m = 0;
     char buf[DYN_AV_NUM_MAX];
     size_t len;
     int64_t iv;
     double dv;
     int rc;
-    /* Fast path: plain integers of up to 18 digits are exact and canonical. */
-    if (n && p[0] == '-') i = 1;
-    if (n > i && n - i <= 18 && (p[i] != '0' || n - i == 1) && !(i && p[i] == '0')) {
-        uint64_t u = 0;
-        size_t j;
-        for (j = i; j < n && p[j] >= '0' && p[j] <= '9'; j++) u = u * 10 + (uint64_t)(p[j] - '0');
-        if (j == n) {
-            lua_pushinteger(L, i ? -(lua_Integer)u : (lua_Integer)u);
-            return DYN_OK;
+    /*
+     * Fast paths for text that is canonical already (no leading zero, no
+     * trailing fraction zero, no "-0"): integers of up to 18 digits are exact,
+     * and decimals of up to 15 digits are the one rounded division m / 10^k
+     * that dyn_av_number_classify would compute.
+     */
+    s = q = p + neg;
+    while (q < end && q - s < 19 && (unsigned)(*q - '0') < 10) m = m * 10 + (uint64_t)(*q++ - '0');
+    if (q > s && (*s != '0' || q - s == 1)) {
+        if (q == end) {
+            if (q - s <= 18 && !(neg && *s == '0')) {
+                lua_pushinteger(L, neg ? -(lua_Integer)m : (lua_Integer)m);
+                return DYN_OK;
+            }
+        } else if (*q == '.' && end - q > 1 && end - s <= 16 && end[-1] != '0') {
+            const char *f = ++q;
+            while (q < end && (unsigned)(*q - '0') < 10) m = m * 10 + (uint64_t)(*q++ - '0');
+            if (q == end) {
+                double v = (double)m / pow10[end - f];
+                lua_pushnumber(L, (lua_Number)(neg ? -v : v));
+                return DYN_OK;
+            }
         }
     }
     if ((rc = dyn_av_number_canon(t, buf, &len, why)) != DYN_OK) return rc;
@@ -1200,72 +1221,79 @@ static void s_literal(struct s_read *d, const char *word, size_t n, const char *
     d->r.p += n;
 }
 
+/* AttributeValue types, from the member name of an AttributeValue. */
+enum s_avt { AVT_NONE, AVT_S, AVT_N, AVT_B, AVT_M, AVT_L, AVT_SS, AVT_NS, AVT_BS, AVT_BOOL, AVT_NULL };
+
+/* The type named by the raw name k[0..kn) (escapes are not undone), or AVT_NONE. */
+static enum s_avt s_av_type(const char *k, size_t kn) {
+    if (kn == 1) {
+        switch (k[0]) {
+        case 'S': return AVT_S;
+        case 'N': return AVT_N;
+        case 'M': return AVT_M;
+        case 'L': return AVT_L;
+        case 'B': return AVT_B;
+        default: return AVT_NONE;
+        }
+    }
+    if (kn == 2 && k[1] == 'S') return k[0] == 'S' ? AVT_SS : k[0] == 'N' ? AVT_NS : k[0] == 'B' ? AVT_BS : AVT_NONE;
+    if (kn == 4 && memcmp(k, "BOOL", 4) == 0) return AVT_BOOL;
+    if (kn == 4 && memcmp(k, "NULL", 4) == 0) return AVT_NULL;
+    return AVT_NONE;
+}
+
 /* Reads one AttributeValue object and pushes its native value. */
 static void s_dec_av(struct s_read *d) {
     lua_State *L = d->L;
     struct dyn_json_token t, ty;
-    const char *k;
-    size_t kn;
+    enum s_avt avt = AVT_NONE;
     const char *p;
     s_expect(d, '{', "expected an AttributeValue object");
     p = d->r.p;
-    /* Fast path for the compact form servers send: {"S": ... with the type
-       in capitals, so no escapes or whitespace can hide in it. */
-    kn = 0;
-    if (d->r.end - p >= 7 && p[0] == '"' && p[1] >= 'A' && p[1] <= 'Z') {
-        if (p[2] == '"') kn = 1;
-        else if (p[2] >= 'A' && p[2] <= 'Z' && p[3] == '"') kn = 2;
-        else if (p[2] >= 'A' && p[2] <= 'Z' && p[3] >= 'A' && p[3] <= 'Z' && p[4] >= 'A' && p[4] <= 'Z' &&
-                 p[5] == '"')
-            kn = 4;
+    /* Fast path for the compact form servers send: {"S": where a known type
+       name (capitals: no escape can hide in it) is closed by '"' and ':'. */
+    if (d->r.end - p >= 7 && p[0] == '"') {
+        size_t kn = p[2] == '"' ? 1 : p[3] == '"' ? 2 : p[5] == '"' ? 4 : 0;
+        if (kn && p[kn + 2] == ':' && (avt = s_av_type(p + 1, kn)) != AVT_NONE) d->r.p = p + kn + 3;
     }
-    if (kn && p[kn + 2] == ':') {
-        ty.type = DYN_JSON_STRING;
-        ty.escaped = 0;
-        ty.text = dyn_slice_make(p + 1, kn);
-        d->r.p = p + kn + 3;
-    } else {
+    if (avt == AVT_NONE) {
         s_string_tok(d, &ty, "expected an AttributeValue type");
         s_expect(d, ':', "expected ':'");
+        avt = s_av_type(ty.text.ptr, ty.text.len);
     }
-    k = ty.text.ptr;
-    kn = ty.text.len;
-    if (kn == 1) {
-        switch (k[0]) {
-        case 'S':
-            s_string_tok(d, &t, "S value must be a string");
-            s_push_tok_string(d, &t);
-            break;
-        case 'N':
-            s_string_tok(d, &t, "N value must be a string");
-            s_dec_n_token(d, &t);
-            break;
-        case 'M': s_dec_av_map(d, 1); break;
-        case 'L': {
-            lua_Integer i = 0;
-            s_expect(d, '[', "L value must be an array");
-            s_enter(d);
-            lua_createtable(L, 4, 0);
-            if (s_peek(d) == ']') {
-                d->r.p++;
-            } else {
-                do {
-                    s_dec_av(d);
-                    lua_rawseti(L, -2, ++i);
-                } while (s_more(d, ']', "expected ',' or ']'"));
-            }
-            d->depth--;
-            lua_pushvalue(L, lua_upvalueindex(UV_MT_LIST));
-            lua_setmetatable(L, -2);
-            break;
+    switch (avt) {
+    case AVT_S:
+        s_string_tok(d, &t, "S value must be a string");
+        s_push_tok_string(d, &t);
+        break;
+    case AVT_N:
+        s_string_tok(d, &t, "N value must be a string");
+        s_dec_n_token(d, &t);
+        break;
+    case AVT_M: s_dec_av_map(d, 1); break;
+    case AVT_L: {
+        lua_Integer i = 0;
+        s_expect(d, '[', "L value must be an array");
+        s_enter(d);
+        lua_createtable(L, 4, 0);
+        if (s_peek(d) == ']') {
+            d->r.p++;
+        } else {
+            do {
+                s_dec_av(d);
+                lua_rawseti(L, -2, ++i);
+            } while (s_more(d, ']', "expected ',' or ']'"));
         }
-        case 'B':
-            s_string_tok(d, &t, "B value must be a string");
-            s_dec_b_token(d, &t);
-            break;
-        default: s_read_fail_at(d, s_tok_at(&ty), "unknown AttributeValue type");
-        }
-    } else if (kn == 4 && memcmp(k, "BOOL", 4) == 0) {
+        d->depth--;
+        lua_pushvalue(L, lua_upvalueindex(UV_MT_LIST));
+        lua_setmetatable(L, -2);
+        break;
+    }
+    case AVT_B:
+        s_string_tok(d, &t, "B value must be a string");
+        s_dec_b_token(d, &t);
+        break;
+    case AVT_BOOL:
         if (s_peek(d) == 't') {
             s_literal(d, "true", 4, "BOOL value must be true or false");
             lua_pushboolean(L, 1);
@@ -1273,13 +1301,15 @@ static void s_dec_av(struct s_read *d) {
             s_literal(d, "false", 5, "BOOL value must be true or false");
             lua_pushboolean(L, 0);
         }
-    } else if (kn == 4 && memcmp(k, "NULL", 4) == 0) {
+        break;
+    case AVT_NULL:
         s_literal(d, "true", 4, "NULL value must be true");
         lua_pushvalue(L, lua_upvalueindex(UV_NULL));
-    } else if (kn == 2 && k[1] == 'S' && (k[0] == 'S' || k[0] == 'N' || k[0] == 'B')) {
-        s_dec_set(d, k[0]);
-    } else {
-        s_read_fail_at(d, s_tok_at(&ty), "unknown AttributeValue type");
+        break;
+    case AVT_SS: s_dec_set(d, 'S'); break;
+    case AVT_NS: s_dec_set(d, 'N'); break;
+    case AVT_BS: s_dec_set(d, 'B'); break;
+    default: s_read_fail_at(d, s_tok_at(&ty), "unknown AttributeValue type");
     }
     if (s_peek(d) == '}') {
         d->r.p++;
@@ -1345,7 +1375,7 @@ static void s_dec_plain(struct s_read *d, enum s_mode mode) {
     struct dyn_json_token t;
     switch (s_peek(d)) {
     case '"':
-        if (dyn_json_scan_string(&d->r, &t) != DYN_OK) s_read_fail(d);
+        if (dyn_json_scan_string_fast(&d->r, &t) != DYN_OK) s_read_fail(d);
         s_push_tok_string(d, &t);
         return;
     case '-': case '0': case '1': case '2': case '3': case '4':
@@ -1630,6 +1660,45 @@ static int l_encode_items(lua_State *L) {
         lua_rawgeti(L, 1, k);
         s_enc_item(&w, lua_gettop(L));
         lua_pop(L, 1);
+    }
+    return s_finish_out(L, w.st);
+}
+
+/*
+ * core.encode_keys(pk, pvals, sk, svals, i, j [, sep]) -> keys i..j as AV maps
+ * joined by sep (default ","): {"pk":AV,"sk":AV} from parallel arrays of key
+ * values (sk and svals nil for a table without a sort key). Raises as
+ * encode_item on a bad value.
+ */
+static int l_encode_keys(lua_State *L) {
+    struct s_state *st;
+    int st_idx, two = !lua_isnoneornil(L, 3);
+    struct s_walk w;
+    dyn_slice pk = ldynamo_checkslice(L, 1), sk = two ? ldynamo_checkslice(L, 3) : DYN_SLICE_EMPTY;
+    lua_Integer i = luaL_checkinteger(L, 5), j = luaL_checkinteger(L, 6), k;
+    dyn_slice sep = ldynamo_optslice(L, 7, ",");
+    luaL_checktype(L, 2, LUA_TTABLE);
+    if (two) luaL_checktype(L, 4, LUA_TTABLE);
+    lua_settop(L, 7);
+    st = s_acquire(L, &st_idx);
+    s_walk_init(&w, L, st, st_idx, "key");
+    for (k = i; k <= j; k++) {
+        if (k > i) s_put(&w, sep.ptr, sep.len);
+        s_putc(&w, '{');
+        s_put_string(&w, pk.ptr, pk.len);
+        s_putc(&w, ':');
+        lua_rawgeti(L, 2, k);
+        s_enc_av(&w, 8, 0);
+        lua_settop(L, 7);
+        if (two) {
+            s_putc(&w, ',');
+            s_put_string(&w, sk.ptr, sk.len);
+            s_putc(&w, ':');
+            lua_rawgeti(L, 4, k);
+            s_enc_av(&w, 8, 0);
+            lua_settop(L, 7);
+        }
+        s_putc(&w, '}');
     }
     return s_finish_out(L, w.st);
 }
@@ -2324,6 +2393,7 @@ static const luaL_Reg s_funcs[] = {
     {"decode_av", l_decode_av},
     {"json_encode", l_json_encode},
     {"encode_items", l_encode_items},
+    {"encode_keys", l_encode_keys},
     {"key_id", l_key_id},
     {"index_items", l_index_items},
     {"json_decode", l_json_decode},

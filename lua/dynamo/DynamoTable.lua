@@ -50,8 +50,8 @@ local table_concat, table_sort = table.concat, table.sort
 local os_date = os.date
 
 local json_encode, json_decode = core.json_encode, core.json_decode
-local encode_item_json, encode_items = core.encode_item, core.encode_items
-local key_id, index_items = core.key_id, core.index_items
+local encode_item_json = core.encode_item
+local key_id, index_items, encode_keys = core.key_id, core.index_items, core.encode_keys
 local as_item = core.as_item
 
 local expressions_module, DataTable_module
@@ -280,7 +280,10 @@ local default_normalize = DynamoTable.normalize_record
 
 local KEY_CHECK = {
   S = function(v) return type(v) == "string" end,
-  N = function(v) return type(v) == "number" or core.type_of(v) == "N" end,
+  N = function(v)
+    if type(v) == "number" then return v == v and v ~= math.huge and v ~= -math.huge end
+    return core.type_of(v) == "N"
+  end,
   B = function(v) return core.type_of(v) == "B" end,
 }
 
@@ -290,55 +293,67 @@ local function key_error(self, record, position, name, message)
   fail(("%s: %s%s: %s"):format(label(self), where, describe(record), text), { data = record })
 end
 
--- Converts, normalizes and keys one input record.
--- Returns record, key table, identity string.
-local function prepare(self, record, position)
-  if type(record) ~= "table" then
-    fail(("%s: record %s must be a table, got %s"):format(label(self), tostring(position or ""), type(record)))
-  end
+-- A function(record, position) that converts, normalizes and keys one input
+-- record, returning record, partition key value, sort key value (nil without
+-- a sort key) and identity string (core.key_id). The table's settings are
+-- read once, when the preparer is made (once per call of a batch method).
+local function make_preparer(self)
   local rc = self.record_class
-  if rc ~= nil then
-    local check = type(rc) == "table" and rawget(rc, "is_instance")
-    if not (check and check(record)) then record = rc(record) end
-  end
+  local is_instance = rc ~= nil and type(rc) == "table" and rawget(rc, "is_instance") or nil
   local normalize = self.normalize_record
-  if normalize ~= default_normalize then
-    record = normalize(self, record) or record
-  end
+  if normalize == default_normalize then normalize = nil end
   local pk, sk = self._pk, self._sk
-  local pkv = record[pk]
-  if pkv == nil then
-    local ok, v = pcall(self.get_partition_key, self, record)
-    if not ok then
-      if errors.is(v) and position then v.message = v.message .. " (record " .. position .. ")" end
-      error(v, 0)
-    end
-    pkv = v
-    if pkv == nil then key_error(self, record, position, pk, "partition key %s is nil") end
-  end
   local index = self.primary_index
-  if type(pkv) ~= "string" and not KEY_CHECK[index.partition_key_type](pkv) then
-    key_error(self, record, position, pk, "partition key %s must be of type " .. index.partition_key_type
-      .. ", got " .. (core.type_of(pkv) or type(pkv)))
-  end
-  if sk == nil then
-    return record, { [pk] = pkv }, key_id(pkv)
-  end
-  local skv = record[sk]
-  if skv == nil then
-    local ok, v = pcall(self.get_sort_key, self, record)
+  local pkt, skt = index.partition_key_type, index.sort_key_type
+  local pcheck, scheck = KEY_CHECK[pkt], KEY_CHECK[skt]
+  local pstring, sstring = pkt == "S", skt == "S"
+  local function hook_key(record, position, method)
+    local ok, v = pcall(self[method], self, record)
     if not ok then
       if errors.is(v) and position then v.message = v.message .. " (record " .. position .. ")" end
       error(v, 0)
     end
-    skv = v
-    if skv == nil then key_error(self, record, position, sk, "sort key %s is nil") end
+    return v
   end
-  if type(skv) ~= "string" and not KEY_CHECK[index.sort_key_type](skv) then
-    key_error(self, record, position, sk, "sort key %s must be of type " .. index.sort_key_type
-      .. ", got " .. (core.type_of(skv) or type(skv)))
+  return function(record, position)
+    if type(record) ~= "table" then
+      fail(("%s: record %s must be a table, got %s"):format(label(self), tostring(position or ""), type(record)))
+    end
+    if rc ~= nil and not (is_instance and is_instance(record)) then record = rc(record) end
+    if normalize then record = normalize(self, record) or record end
+    local pkv = record[pk]
+    if pkv == nil then
+      pkv = hook_key(record, position, "get_partition_key")
+      if pkv == nil then key_error(self, record, position, pk, "partition key %s is nil") end
+    end
+    if not (pstring and type(pkv) == "string") and not pcheck(pkv) then
+      key_error(self, record, position, pk, "partition key %s must be of type " .. pkt
+        .. ", got " .. (core.type_of(pkv) or type(pkv)))
+    end
+    if sk == nil then return record, pkv, nil, key_id(pkv) end
+    local skv = record[sk]
+    if skv == nil then
+      skv = hook_key(record, position, "get_sort_key")
+      if skv == nil then key_error(self, record, position, sk, "sort key %s is nil") end
+    end
+    if not (sstring and type(skv) == "string") and not scheck(skv) then
+      key_error(self, record, position, sk, "sort key %s must be of type " .. skt
+        .. ", got " .. (core.type_of(skv) or type(skv)))
+    end
+    return record, pkv, skv, key_id(pkv, skv)
   end
-  return record, { [pk] = pkv, [sk] = skv }, key_id(pkv, skv)
+end
+
+local function prepare_values(self, record, position)
+  return make_preparer(self)(record, position)
+end
+
+-- As prepare_values, with the key as a table: record, {[pk] = ..., [sk] = ...}, id.
+local function prepare(self, record, position)
+  local rec, pkv, skv, id = prepare_values(self, record, position)
+  local sk = self._sk
+  if sk == nil then return rec, { [self._pk] = pkv }, id end
+  return rec, { [self._pk] = pkv, [sk] = skv }, id
 end
 
 -- Identity of a native item holding the key attributes (see core.key_id:
@@ -754,17 +769,18 @@ local function leftover_of(tname)
   end
 end
 
--- Reads the unique keys `keys[1..n]` (native key tables); returns id -> item.
-local function fetch_items(self, tname, keys, n, consistent)
+-- Reads the unique keys given as values pv[1..n] (and sv[1..n] with a sort
+-- key); returns id -> item.
+local function fetch_items(self, tname, pv, sv, n, consistent)
   local found = {}
   if n == 0 then return found end
   local pk, sk = self._pk, self._sk
   local head = '{"RequestItems":{"' .. tname .. '":{'
     .. (consistent and '"ConsistentRead":true,' or '') .. '"Keys":['
   local bodies = {}
-  -- the keys were checked by prepare, so they encode
+  -- the key values were checked by prepare, so they encode
   for c = 1, n, MAX_BATCH_GET do
-    bodies[#bodies + 1] = head .. encode_items(keys, c, math_min(c + MAX_BATCH_GET - 1, n), ",") .. "]}}}"
+    bodies[#bodies + 1] = head .. encode_keys(pk, pv, sk, sv, c, math_min(c + MAX_BATCH_GET - 1, n)) .. "]}}}"
   end
   local function on_response(resp)
     local items = resp.Responses and resp.Responses[tname]
@@ -786,9 +802,9 @@ local function fetch_items(self, tname, keys, n, consistent)
   return found
 end
 
--- Writes encoded entries enc[1..n] (each the JSON of an item or a key) as
--- PutRequest / DeleteRequest, 25 per request, many in flight.
-local function write_entries(self, tname, enc, n, kind)
+-- Writes n entries as PutRequest / DeleteRequest, 25 per request, many in
+-- flight; `chunk(i, j, sep)` returns the JSON of entries i..j joined by sep.
+local function write_entries(self, tname, n, kind, chunk)
   if n == 0 then return end
   local open = kind == "put" and '{"PutRequest":{"Item":' or '{"DeleteRequest":{"Key":'
   local head = '{"RequestItems":{"' .. tname .. '":[' .. open
@@ -796,16 +812,16 @@ local function write_entries(self, tname, enc, n, kind)
   local tail = '}}]}}'
   local bodies = {}
   for c = 1, n, MAX_BATCH_WRITE do
-    bodies[#bodies + 1] = head .. table_concat(enc, sep, c, math_min(c + MAX_BATCH_WRITE - 1, n)) .. tail
+    bodies[#bodies + 1] = head .. chunk(c, math_min(c + MAX_BATCH_WRITE - 1, n), sep) .. tail
   end
   local function on_response(resp)
     local un = resp.UnprocessedItems and resp.UnprocessedItems[tname]
     if un and #un > 0 then
       local more = {}
       for c = 1, #un, MAX_BATCH_WRITE do
-        local chunk = {}
-        for j = c, math_min(c + MAX_BATCH_WRITE - 1, #un) do chunk[#chunk + 1] = un[j] end
-        more[#more + 1] = json_encode({ RequestItems = { [tname] = chunk } })
+        local part = {}
+        for j = c, math_min(c + MAX_BATCH_WRITE - 1, #un) do part[#part + 1] = un[j] end
+        more[#more + 1] = json_encode({ RequestItems = { [tname] = part } })
       end
       return more
     end
@@ -820,72 +836,103 @@ local function window_size(self, per_request)
   return per_request * c * 4
 end
 
--- A source of prepared records: function() -> record, key, id (nil at the end).
--- An array (or DataTable) is prepared completely first, so a bad record raises
--- before any request; an iterator function is prepared as it is read.
-local function prepared_source(self, records, what, raw)
-  local prep = raw or prepare
+-- A window of prepared records: parallel arrays of records, partition key
+-- values, sort key values and identities, n of them in use.
+local function new_window()
+  return { recs = {}, pv = {}, sv = {}, ids = {}, n = 0 }
+end
+
+-- A filler of windows from any `records` argument: fill(w, max) prepares up to
+-- max records into w and returns their count. An array (or DataTable) is
+-- prepared completely first, so a bad record raises before any request; an
+-- iterator function is prepared as it is read.
+local function window_filler(self, records, what, raw)
+  local prep = raw or make_preparer(self)
+  local function clear_rest(w, n)
+    local recs, pv, sv, ids = w.recs, w.pv, w.sv, w.ids
+    for i = n + 1, w.n do recs[i], pv[i], sv[i], ids[i] = nil, nil, nil, nil end
+    w.n = n
+    return n
+  end
   if type(records) == "function" then
     local position = 0
-    return function()
-      local r = records()
-      if r == nil then return nil end
-      position = position + 1
-      return prep(self, r, position)
+    return function(w, max)
+      local recs, pv, sv, ids = w.recs, w.pv, w.sv, w.ids
+      local n = 0
+      while n < max do
+        local r = records()
+        if r == nil then break end
+        position = position + 1
+        n = n + 1
+        recs[n], pv[n], sv[n], ids[n] = prep(r, position)
+      end
+      return clear_rest(w, n)
     end
   end
   local src = record_source(records, what)
-  local recs, keys, ids, n = {}, {}, {}, 0
-  while true do
-    local r = src()
-    if r == nil then break end
-    n = n + 1
-    recs[n], keys[n], ids[n] = prep(self, r, n)
+  local all = new_window()
+  local total = 0
+  do
+    local recs, pv, sv, ids = all.recs, all.pv, all.sv, all.ids
+    while true do
+      local r = src()
+      if r == nil then break end
+      total = total + 1
+      recs[total], pv[total], sv[total], ids[total] = prep(r, total)
+    end
   end
-  local i = 0
-  return function()
-    if i >= n then return nil end
-    i = i + 1
-    local r, k, id = recs[i], keys[i], ids[i]
-    recs[i], keys[i], ids[i] = nil, nil, nil
-    return r, k, id
-  end, n
+  local at = 0
+  return function(w, max)
+    local recs, pv, sv, ids = w.recs, w.pv, w.sv, w.ids
+    local arecs, apv, asv, aids = all.recs, all.pv, all.sv, all.ids
+    local n = 0
+    while n < max and at < total do
+      at = at + 1
+      n = n + 1
+      recs[n], pv[n], sv[n], ids[n] = arecs[at], apv[at], asv[at], aids[at]
+      arecs[at], apv[at], asv[at], aids[at] = nil, nil, nil, nil
+    end
+    return clear_rest(w, n)
+  end, total
 end
 
--- Fills the arrays with up to `max` prepared records; returns the count.
-local function fill(src, recs, keys, ids, max)
-  local n = 0
-  while n < max do
-    local r, k, id = src()
-    if r == nil then break end
-    n = n + 1
-    recs[n], keys[n], ids[n] = r, k, id
+-- The unique keys of a window, in first-seen order: pv, sv, ids, m (the
+-- window's own arrays when it holds no duplicate).
+local function unique_keys(w)
+  local ids, n = w.ids, w.n
+  local seen = {}
+  local dup = false
+  for i = 1, n do
+    local id = ids[i]
+    if seen[id] then
+      dup = true
+      break
+    end
+    seen[id] = true
   end
-  for i = n + 1, #recs do recs[i], keys[i], ids[i] = nil, nil, nil end
-  return n
-end
-
--- Unique keys of a window, in first-seen order.
-local function unique_keys(keys, ids, n)
-  local seen, ukeys, uids, m = {}, {}, {}, 0
+  if not dup then return w.pv, w.sv, ids, n end
+  local pv, sv = w.pv, w.sv
+  local upv, usv, uids, m = {}, {}, {}, 0
+  seen = {}
   for i = 1, n do
     local id = ids[i]
     if not seen[id] then
       seen[id] = true
       m = m + 1
-      ukeys[m], uids[m] = keys[i], id
+      upv[m], usv[m], uids[m] = pv[i], sv[i], id
     end
   end
-  return ukeys, uids, m
+  return upv, usv, uids, m
 end
 
 -- The output record for an input record and its item (nil: not found).
 -- `used` marks items already handed out, so duplicates get their own copy.
-local function merge_found(rec, key, item, used)
+local function merge_found(rec, pk, pkv, sk, skv, item, used)
   local out
   if item == nil then
     out = copy(rec)
-    for k, v in next, key do out[k] = v end
+    out[pk] = pkv
+    if sk then out[sk] = skv end
     return out
   end
   if used[item] then out = copy(item) else out = item; used[item] = true end
@@ -895,15 +942,17 @@ local function merge_found(rec, key, item, used)
   return out
 end
 
--- Runs batch get over a prepared source, calling emit(record, found) per input
--- record in input order; `cached` (optional) consults and fills the cache.
-local function batch_get_window(self, tname, recs, keys, ids, n, consistent, emit, use_cache)
-  local cache = self._cache
-  local need_keys, need_n = keys, n
-  local hit
+-- Runs batch get over a window, putting the output records and their found
+-- flags in out[1..n] and flags[1..n], in input order; `use_cache` consults
+-- and fills the cache.
+local function batch_get_window(self, tname, w, consistent, out, flags, use_cache)
+  local recs, pv, sv, ids, n = w.recs, w.pv, w.sv, w.ids, w.n
+  local pk, sk = self._pk, self._sk
+  local rc = self.record_class
   if use_cache then
-    hit = {}
-    local want, wids, m, seen = {}, {}, 0, {}
+    local cache = self._cache
+    local hit = {}
+    local wpv, wsv, wids, m, seen = {}, {}, {}, 0, {}
     for i = 1, n do
       local id = ids[i]
       local c = cache[id]
@@ -912,17 +961,16 @@ local function batch_get_window(self, tname, recs, keys, ids, n, consistent, emi
       elseif not seen[id] then
         seen[id] = true
         m = m + 1
-        want[m], wids[m] = keys[i], id
+        wpv[m], wsv[m], wids[m] = pv[i], sv[i], id
       end
     end
-    need_keys, need_n = want, m
-    local found = fetch_items(self, tname, need_keys, need_n, consistent)
+    local found = fetch_items(self, tname, wpv, wsv, m, consistent)
     for i = 1, m do
       local id = wids[i]
       local item = found[id]
       if item then
-        local key = need_keys[i]
-        for k, v in next, key do if item[k] == nil then item[k] = v end end
+        if item[pk] == nil then item[pk] = wpv[i] end
+        if sk and item[sk] == nil then item[sk] = wsv[i] end
         cache[id] = item
         hit[id] = item
       else
@@ -933,32 +981,39 @@ local function batch_get_window(self, tname, recs, keys, ids, n, consistent, emi
     local used = {}
     for i = 1, n do
       local item = hit[ids[i]]
-      local out = merge_found(recs[i], keys[i], item and copy(item) or nil, used)
-      emit(to_output(self, out), item and true or false)
+      out[i] = to_output(self, merge_found(recs[i], pk, pv[i], sk, sv[i], item and copy(item) or nil, used))
+      flags[i] = item and true or false
     end
     return
   end
-  local ukeys, _, m = unique_keys(keys, ids, n)
-  local found = fetch_items(self, tname, ukeys, m, consistent)
-  local used = {}
+  local upv, usv, _, m = unique_keys(w)
+  local found = fetch_items(self, tname, upv, usv, m, consistent)
+  -- with duplicate keys in the window, each record gets its own copy of the item
+  local used = m < n and {} or nil
   for i = 1, n do
-    local item = found[ids[i]]
-    emit(to_output(self, merge_found(recs[i], keys[i], item, used)), item ~= nil)
+    local rec, item = recs[i], found[ids[i]]
+    local r
+    if item == nil or used then
+      r = merge_found(rec, pk, pv[i], sk, sv[i], item, used)
+    else
+      r = item
+      for k, v in next, rec do
+        if r[k] == nil then r[k] = v end
+      end
+    end
+    if rc ~= nil then r = to_output(self, r) end
+    out[i], flags[i] = r, item ~= nil
   end
 end
 
 local function batch_get_iter(self, records, opts, what, use_cache)
   local tname = self:get_table_name()
   local consistent = opts.consistent_read
-  local src = prepared_source(self, records, what)
+  local fill = window_filler(self, records, what)
   local window = window_size(self, MAX_BATCH_GET)
-  local recs, keys, ids = {}, {}, {}
+  local w = new_window()
   local out, flags, pos, count = {}, {}, 0, 0
   local done = false
-  local function emit(r, f)
-    count = count + 1
-    out[count], flags[count] = r, f
-  end
   return function()
     while true do
       if pos < count then
@@ -968,10 +1023,10 @@ local function batch_get_iter(self, records, opts, what, use_cache)
         return r, f
       end
       if done then return nil end
-      local n = fill(src, recs, keys, ids, window)
+      local n = fill(w, window)
       if n < window then done = true end
-      pos, count = 0, 0
-      if n > 0 then batch_get_window(self, tname, recs, keys, ids, n, consistent, emit, use_cache) end
+      pos, count = 0, n
+      if n > 0 then batch_get_window(self, tname, w, consistent, out, flags, use_cache) end
     end
   end
 end
@@ -1065,8 +1120,10 @@ function DynamoTable:validate_record_attributes(record)
   end
 end
 
--- Turns prepared records into the items batch_upsert writes; returns enc, ids, m.
-local function upsert_window(self, tname, recs, keys, ids, n, sine_keys, read_existing, now, written)
+-- Turns a window of prepared records into the items batch_upsert writes;
+-- returns enc, ids, m.
+local function upsert_window(self, tname, w, sine_keys, read_existing, now, written)
+  local recs, pv, sv, ids, n = w.recs, w.pv, w.sv, w.ids, w.n
   -- last one wins: keep the last occurrence of each key
   local last = {}
   for i = 1, n do last[ids[i]] = i end
@@ -1079,9 +1136,9 @@ local function upsert_window(self, tname, recs, keys, ids, n, sine_keys, read_ex
   end
   local existing
   if read_existing then
-    local ukeys = {}
-    for j = 1, m do ukeys[j] = keys[order[j]] end
-    existing = fetch_items(self, tname, ukeys, m, false)
+    local upv, usv = {}, {}
+    for j = 1, m do upv[j], usv[j] = pv[order[j]], sv[order[j]] end
+    existing = fetch_items(self, tname, upv, usv, m, false)
   end
   local enc, uids = {}, {}
   local nsine = #sine_keys
@@ -1093,7 +1150,7 @@ local function upsert_window(self, tname, recs, keys, ids, n, sine_keys, read_ex
   local stamps = ',"dt_created":{"S":"' .. now .. '"},"dt_modified":{"S":"' .. now .. '"}}'
   for j = 1, m do
     local i = order[j]
-    local rec, key, id = recs[i], keys[i], ids[i]
+    local rec, id = recs[i], ids[i]
     local old = existing and existing[id]
     local item
     if not old and not written and getmetatable(rec) == nil and rec.dt_created == nil
@@ -1125,7 +1182,8 @@ local function upsert_window(self, tname, recs, keys, ids, n, sine_keys, read_ex
       item.dt_created = rec.dt_created or now
     end
     item.dt_modified = now
-    for k, v in next, key do item[k] = v end
+    item[pk] = pv[i]
+    if sk then item[sk] = sv[i] end
     validate(self, item)
     enc[j] = encode_item(self, item, "record")
     uids[j] = id
@@ -1139,16 +1197,16 @@ local function batch_upsert_run(self, records, opts, what, written)
   local tname = self:get_table_name()
   local sine_keys = list_of(opts.set_if_not_exists_keys, "set_if_not_exists_keys")
   local read_existing = opts.read_existing ~= false
-  local src = prepared_source(self, records, what)
+  local fill = window_filler(self, records, what)
   local window = window_size(self, MAX_BATCH_WRITE)
-  local recs, keys, ids = {}, {}, {}
+  local w = new_window()
   local now = now_string(self)
   while true do
-    local n = fill(src, recs, keys, ids, window)
+    local n = fill(w, window)
     if n == 0 then break end
-    local enc, uids, m = upsert_window(self, tname, recs, keys, ids, n, sine_keys, read_existing, now, written)
+    local enc, uids, m = upsert_window(self, tname, w, sine_keys, read_existing, now, written)
     invalidate(self, uids, m)
-    write_entries(self, tname, enc, m, "put")
+    write_entries(self, tname, m, "put", function(i, j, sep) return table_concat(enc, sep, i, j) end)
     if n < window then break end
   end
 end
@@ -1176,27 +1234,29 @@ function DynamoTable:batch_upsert_records(records, opts)
   batch_upsert_run(self, records, opts, "batch_upsert_records", nil)
 end
 
--- Deletes keys from a prepared source; `collect` receives every input record.
-local function batch_delete_run(self, src, collect)
+-- Deletes the keys of the records a window filler gives; `collect` receives
+-- every input record with its keys.
+local function batch_delete_run(self, fill, collect)
   local tname = self:get_table_name()
   local window = window_size(self, MAX_BATCH_WRITE)
-  local recs, keys, ids = {}, {}, {}
+  local w = new_window()
+  local pk, sk = self._pk, self._sk
   local total = 0
   while true do
-    local n = fill(src, recs, keys, ids, window)
+    local n = fill(w, window)
     if n == 0 then break end
     if collect then
+      local recs, pv, sv = w.recs, w.pv, w.sv
       for i = 1, n do
         local out = copy(recs[i])
-        for k, v in next, keys[i] do out[k] = v end
+        out[pk] = pv[i]
+        if sk then out[sk] = sv[i] end
         collect[#collect + 1] = to_output(self, out)
       end
     end
-    local ukeys, uids, m = unique_keys(keys, ids, n)
-    local enc = {}
-    for j = 1, m do enc[j] = encode_item_json(ukeys[j]) end
+    local upv, usv, uids, m = unique_keys(w)
     invalidate(self, uids, m)
-    write_entries(self, tname, enc, m, "delete")
+    write_entries(self, tname, m, "delete", function(i, j, sep) return encode_keys(pk, upv, sk, usv, i, j, sep) end)
     total = total + m
     if n < window then break end
   end
@@ -1208,13 +1268,13 @@ end
 -- with their keys, whether an item existed or not.
 function DynamoTable:batch_delete(data_table)
   local out = {}
-  batch_delete_run(self, prepared_source(self, data_table, "batch_delete"), out)
+  batch_delete_run(self, window_filler(self, data_table, "batch_delete"), out)
   return DT():add_records(out)
 end
 
 --- As batch_delete for an array or an iterator function (streamed); returns nothing.
 function DynamoTable:batch_delete_records(records)
-  batch_delete_run(self, prepared_source(self, records, "batch_delete_records"), nil)
+  batch_delete_run(self, window_filler(self, records, "batch_delete_records"), nil)
 end
 
 ---------------------------------------------------------------------------
@@ -1466,12 +1526,10 @@ function DynamoTable:clear_table(opts)
     }, true)
   end
   local pk, sk = self._pk, self._sk
-  local function raw_prepare(_, item)
-    local key = { [pk] = item[pk] }
-    if sk then key[sk] = item[sk] end
-    return key, key, item_id(pk, sk, item)
+  local function raw_prepare(item)
+    return item, item[pk], item[sk], item_id(pk, sk, item)
   end
-  local total = batch_delete_run(self, prepared_source(self, source, "clear_table", raw_prepare), nil)
+  local total = batch_delete_run(self, window_filler(self, source, "clear_table", raw_prepare), nil)
   invalidate(self)
   return total
 end

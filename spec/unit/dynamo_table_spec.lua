@@ -139,6 +139,18 @@ describe("dynamo.DynamoTable", function()
       assert.equal("N", Numbered{ client = fake_client(routes{}) }:get_primary_index().sort_key_type)
     end)
 
+    it("refuses a key value of the wrong type before any request, strings included", function()
+      local Numbered = DynamoTable:extend{ table = "n", partition_key_name = "id", sort_key_name = "ts",
+                                           sort_key_type = "N" }
+      local client, calls = fake_client(routes{})
+      local t = Numbered{ client = client }
+      local ok, err = pcall(t.batch_get, t, { { id = "a", ts = 1 }, { id = "b", ts = "2" } })
+      assert.is_false(ok)
+      assert.equal('DynamoTable(n): record 2 {id="b", ts="2"}: sort key ts must be of type N, got S', err.message)
+      assert.has_error(function() t:get_record({ id = 1, ts = 1 }) end)
+      assert.equal(0, #calls)
+    end)
+
     it("lets a definition extend another: hooks in the base, tables in subclasses", function()
       local Base = DynamoTable:extend{ sort_key_name = "kind" }
       function Base:get_partition_key(record) return "user#" .. record.id end
