@@ -105,14 +105,10 @@ static void s_put_escape(char *d, size_t *n, unsigned char c) {
 /*
  * Offset of the first of the 8 bytes in w (memory order) that needs a look
  * of its own: a control character, '"', '\\' or not ASCII; 8 when none does.
- * Word at a time: the usual tricks flag the first such byte exactly (a
- * borrow can only flag bytes after it), so the lowest flag is the answer.
  */
 static inline unsigned s_first_care(uint64_t w) {
-#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    const uint64_t ones = UINT64_C(0x0101010101010101), high = UINT64_C(0x8080808080808080);
-    uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
-    uint64_t m = (((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((b - ones) & ~b) | w) & high;
+#ifdef DYN_JSON_SWAR
+    uint64_t m = dyn_json_special8(w);
     return m ? (unsigned)__builtin_ctzll(m) >> 3 : 8;
 #else
     unsigned char b[8];

@@ -127,6 +127,50 @@ static inline const char *dyn_json_skip_ws(const char *p, const char *end) {
  */
 int dyn_json_scan_string(struct dyn_json_reader *r, struct dyn_json_token *tok);
 
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define DYN_JSON_SWAR 1
+/*
+ * For 8 string bytes in w (memory order, little-endian): the high bit of
+ * each byte that needs a look of its own (a control character, '"', '\\'
+ * or not ASCII). Bytes after the first flagged one may be flagged wrongly
+ * (a borrow), but the lowest flag is always exact.
+ */
+static inline uint64_t dyn_json_special8(uint64_t w) {
+    const uint64_t ones = UINT64_C(0x0101010101010101), high = UINT64_C(0x8080808080808080);
+    uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
+    /* (w - 0x20) | w: below 0x20 borrows into the high bit, 0x80 and up has it. */
+    return ((w - ones * 0x20) | w | ((q - ones) & ~q) | ((b - ones) & ~b)) & high;
+}
+#endif
+
+/*
+ * dyn_json_scan_string for hot loops, inlined: plain strings (no escape,
+ * control or non-ASCII byte) are read here a word at a time, as long as 8
+ * bytes remain before r->end; anything else is left to the full scanner from
+ * the start, so results and errors are the same.
+ */
+static inline int dyn_json_scan_string_fast(struct dyn_json_reader *r, struct dyn_json_token *tok) {
+#ifdef DYN_JSON_SWAR
+    const char *s = r->p + 1, *q = s;
+    while (r->end - q >= 8) {
+        uint64_t w, m;
+        memcpy(&w, q, 8);
+        m = dyn_json_special8(w);
+        if (m) {
+            q += __builtin_ctzll(m) >> 3;
+            if (*q != '"') break;
+            tok->type = DYN_JSON_STRING;
+            tok->escaped = 0;
+            tok->text = dyn_slice_make(s, (size_t)(q - s));
+            r->p = q + 1;
+            return DYN_OK;
+        }
+        q += 8;
+    }
+#endif
+    return dyn_json_scan_string(r, tok);
+}
+
 /* r->p is at '-' or a digit: reads a number token. DYN_OK or DYN_EJSON. */
 int dyn_json_scan_number(struct dyn_json_reader *r, struct dyn_json_token *tok);
 
