@@ -261,6 +261,14 @@ static void s_invalid_response_info(lua_State *L, const struct dyn_call *call) {
     lua_remove(L, msg);
 }
 
+/* Gives the driver back the memory of a response that has been read. */
+static void s_recycle(struct client *c, struct dyn_call *call) {
+    struct dyn_buf b;
+    if (!c->http) return;
+    dyn_call_take_body(call, &b);
+    dyn_http_recycle(c->http, &b);
+}
+
 /* body | nil, "code: message", info. Raises on a memory error. */
 static int s_push_result(lua_State *L, const struct dyn_call *call, int decode) {
     const struct dyn_error *e = dyn_call_error(call);
@@ -337,9 +345,11 @@ static int l_client_call(lua_State *L) {
     struct client *c = s_check_client(L, 1);
     int decode = s_decode_arg(L, 4);
     struct lcall *lc = s_new_call_args(L, c);
-    int rc = dyn_http_run(s_http(L, c), &lc->call, 1);
+    int rc = dyn_http_run(s_http(L, c), &lc->call, 1), nret;
     if (rc == DYN_ENOMEM) return luaL_error(L, "not enough memory");
-    return s_push_result(L, lc->call, decode);
+    nret = s_push_result(L, lc->call, decode);
+    s_recycle(c, lc->call);
+    return nret;
 }
 
 static int l_client_call_many(lua_State *L) {
@@ -373,7 +383,7 @@ static int l_client_call_many(lua_State *L) {
     lua_createtable(L, (int)n, 0); /* 5: the results */
     lua_pushnil(L);                /* 6: the failed positions, made on the first */
     for (i = 1; i <= n; i++) {
-        const struct dyn_call *call = calls[i - 1];
+        struct dyn_call *call = calls[i - 1];
         int ok = dyn_call_status(call) == DYN_OK;
         if (ok) {
             if (!s_push_body(L, call, decode)) {
@@ -395,6 +405,7 @@ static int l_client_call_many(lua_State *L) {
             lua_rawseti(L, 6, i);
         }
         lua_rawseti(L, 5, i);
+        s_recycle(c, call);
     }
     return 2;
 }

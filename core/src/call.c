@@ -538,8 +538,9 @@ cleanup:
     return rc;
 }
 
-int dyn_call_feed(struct dyn_call *call, long http_status, const struct dyn_header *headers, size_t n_headers,
-                  dyn_slice body) {
+/* dyn_call_feed; `owned` (may be NULL) holds the body and may be taken. */
+static int s_feed(struct dyn_call *call, long http_status, const struct dyn_header *headers, size_t n_headers,
+                  dyn_slice body, struct dyn_buf *owned) {
     dyn_slice crc_text, request_id, errortype, retry_after;
     int have_crc, have_rid, have_type, have_ra, have_message = 0;
     int64_t retry_after_ms = -1;
@@ -571,7 +572,13 @@ int dyn_call_feed(struct dyn_call *call, long http_status, const struct dyn_head
 
     if (http_status >= 200 && http_status < 300) {
         dyn_buf_reset(&call->response);
-        if ((rc = dyn_buf_append_slice(&call->response, body)) < 0) goto cleanup;
+        if (owned) {
+            struct dyn_buf mine = call->response;
+            call->response = *owned;
+            *owned = mine;
+        } else if ((rc = dyn_buf_append_slice(&call->response, body)) < 0) {
+            goto cleanup;
+        }
         if (call->cfg->bucket) dyn_retry_bucket_release(call->cfg->bucket, call->last_cost);
         call->error.retry_class = DYN_RETRY_OK;
         call->error.status = DYN_OK;
@@ -589,6 +596,16 @@ int dyn_call_feed(struct dyn_call *call, long http_status, const struct dyn_head
              dyn_retry_classify(http_status, dyn_slice_cstr(call->error.aws_type), DYN_OK), retry_after_ms);
 cleanup:
     return rc;
+}
+
+int dyn_call_feed(struct dyn_call *call, long http_status, const struct dyn_header *headers, size_t n_headers,
+                  dyn_slice body) {
+    return s_feed(call, http_status, headers, n_headers, body, NULL);
+}
+
+int dyn_call_feed_buf(struct dyn_call *call, long http_status, const struct dyn_header *headers, size_t n_headers,
+                      struct dyn_buf *body) {
+    return s_feed(call, http_status, headers, n_headers, dyn_buf_slice(body), body);
 }
 
 int dyn_call_feed_transport_error(struct dyn_call *call, int status, const char *message) {
@@ -614,6 +631,12 @@ int dyn_call_status(const struct dyn_call *call) { return call->state == S_DONE 
 dyn_slice dyn_call_body(const struct dyn_call *call) {
     if (call->state != S_DONE || call->error.status != DYN_OK) return DYN_SLICE_EMPTY;
     return dyn_buf_slice(&call->response);
+}
+
+void dyn_call_take_body(struct dyn_call *call, struct dyn_buf *out) {
+    const struct dyn_allocator *alloc = call->response.alloc;
+    *out = call->response;
+    dyn_buf_init(&call->response, alloc);
 }
 
 const struct dyn_error *dyn_call_error(const struct dyn_call *call) { return &call->error; }

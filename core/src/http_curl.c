@@ -5,12 +5,17 @@
 #include <time.h>
 
 /* Response headers the call reads; everything else is skipped unstored. */
-enum { H_CRC, H_REQUEST_ID, H_ERROR_TYPE, H_RETRY_AFTER, H_COUNT };
+enum { H_CRC, H_REQUEST_ID, H_ERROR_TYPE, H_RETRY_AFTER, H_CONTENT_LENGTH, H_COUNT };
 static const char *const s_captured[H_COUNT] = {"x-amz-crc32", "x-amzn-requestid", "x-amzn-errortype",
-                                                "x-amz-retry-after"};
+                                                "x-amz-retry-after", "content-length"};
 
-/* A response body above this is not kept around for the next transfer. */
-#define S_KEEP_BODY_CAP (1u << 20)
+/* A response buffer above this is not kept around for the next transfer (a
+   1 MB Query or Scan page is somewhat more than 1 MB of JSON). */
+#define S_KEEP_BODY_CAP (4u << 20)
+/* Spare response buffers kept between transfers, at most. */
+#define S_MAX_SPARES 8
+/* A Content-Length above this does not pre-size the body buffer. */
+#define S_PRESIZE_MAX (64u << 20)
 /* The longest curl_multi_poll sleep, so a clock jump cannot stall a run for long. */
 #define S_MAX_POLL_MS 1000
 
@@ -32,6 +37,8 @@ struct dyn_http {
     struct dyn_http_config cfg;
     CURLM *multi; /* owns the connection cache shared by every slot */
     struct s_slot *slots;
+    struct dyn_buf spares[S_MAX_SPARES]; /* recycled response buffers */
+    int nspares;
     int global_init;
     struct dyn_http_stats stats;
 };
@@ -84,6 +91,13 @@ static size_t s_on_header(char *data, size_t size, size_t nitems, void *ud) {
         memcpy(slot->hval[k], v, i);
         slot->hval[k][i] = '\0';
         slot->hset[k] = 1;
+        if (k == H_CONTENT_LENGTH) {
+            /* Room for the whole body at once: no growing copies of a large page. */
+            size_t len = 0, j;
+            for (j = 0; slot->hval[k][j] >= '0' && slot->hval[k][j] <= '9' && len <= S_PRESIZE_MAX; j++)
+                len = len * 10 + (size_t)(slot->hval[k][j] - '0');
+            if (j > 0 && !slot->hval[k][j] && len <= S_PRESIZE_MAX) (void)dyn_buf_reserve(&slot->body, len);
+        }
         break;
     }
     return n;
@@ -190,12 +204,25 @@ void dyn_http_destroy(struct dyn_http *http) {
         }
         dyn_mem_free(http->alloc, http->slots, sizeof *http->slots * (size_t)http->cfg.concurrency);
     }
+    for (i = 0; i < http->nspares; i++) dyn_buf_free(&http->spares[i]);
     if (http->multi) curl_multi_cleanup(http->multi);
     if (http->global_init) curl_global_cleanup();
     dyn_mem_free(http->alloc, http, sizeof *http);
 }
 
 void dyn_http_get_stats(const struct dyn_http *http, struct dyn_http_stats *out) { *out = http->stats; }
+
+void dyn_http_recycle(struct dyn_http *http, struct dyn_buf *buf) {
+    const struct dyn_allocator *alloc = buf->alloc;
+    if (buf->cap > 0 && buf->cap <= S_KEEP_BODY_CAP && http->nspares < S_MAX_SPARES &&
+        http->nspares < http->cfg.concurrency) {
+        dyn_buf_reset(buf);
+        http->spares[http->nspares++] = *buf;
+    } else {
+        dyn_buf_free(buf);
+    }
+    dyn_buf_init(buf, alloc);
+}
 
 /* ---- one transfer ---- */
 
@@ -246,6 +273,10 @@ static int s_start(struct dyn_http *http, struct s_slot *slot, size_t index, con
     slot->oom = 0;
     memset(slot->hset, 0, sizeof slot->hset);
     dyn_buf_reset(&slot->body);
+    if (slot->body.cap == 0 && http->nspares > 0) {
+        dyn_buf_free(&slot->body);
+        slot->body = http->spares[--http->nspares];
+    }
     bad |= curl_easy_setopt(slot->easy, CURLOPT_URL, req->url) != CURLE_OK;
     bad |= curl_easy_setopt(slot->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body.len) != CURLE_OK;
     /* Not copied: the body stays in the call, untouched until this transfer is fed back. */
@@ -284,7 +315,7 @@ static int s_complete(struct dyn_http *http, struct s_slot *slot, struct dyn_cal
             headers[n].value = dyn_slice_cstr(slot->hval[k]);
             n++;
         }
-        rc = dyn_call_feed(call, status, headers, n, dyn_buf_slice(&slot->body));
+        rc = dyn_call_feed_buf(call, status, headers, n, &slot->body);
     } else {
         rc = dyn_call_feed_transport_error(call, result == CURLE_OPERATION_TIMEDOUT ? DYN_ETIMEOUT : DYN_ETRANSPORT,
                                            slot->errbuf[0] ? slot->errbuf : curl_easy_strerror(result));

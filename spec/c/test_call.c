@@ -129,6 +129,45 @@ TEST(success_first_try_with_signed_headers) {
     dyn_call_config_free(&cfg);
 }
 
+/* A body in a buffer: an error response leaves it alone, a success moves it
+   into the call without a copy, and take_body moves it out again. */
+TEST(feed_buf_takes_a_successful_body_without_copying) {
+    struct dyn_call_config cfg;
+    struct dyn_call *call;
+    struct dyn_step step;
+    struct dyn_buf body = DYN_BUF_INIT(NULL), taken;
+    const char *ok = "{\"Item\":{\"a\":{\"S\":\"b\"}}}";
+    const char *err = "{\"__type\":\"com.amazonaws.dynamodb.v20120810#InternalServerError\"}";
+    char *bytes;
+    setup(&cfg, NULL);
+    CHECK_EQ_INT(dyn_call_new(&cfg, DYN_SLICE_LIT("GetItem"), DYN_SLICE_LIT("{}"), &call), DYN_OK);
+    CHECK_EQ_INT(step_kind(call, T0, &step), DYN_STEP_SEND);
+    CHECK_EQ_INT(dyn_buf_append(&body, err, strlen(err)), DYN_OK);
+    bytes = body.ptr;
+    CHECK_EQ_INT(dyn_call_feed_buf(call, 500, NULL, 0, &body), DYN_OK);
+    CHECK(body.ptr == bytes); /* untouched */
+    CHECK_EQ_INT(body.len, strlen(err));
+    CHECK_EQ_INT(step_kind(call, T0 + 100, &step), DYN_STEP_WAIT);
+    CHECK_EQ_INT(step_kind(call, T0 + 2000, &step), DYN_STEP_SEND);
+    dyn_buf_reset(&body);
+    CHECK_EQ_INT(dyn_buf_append(&body, ok, strlen(ok)), DYN_OK);
+    bytes = body.ptr;
+    CHECK_EQ_INT(dyn_call_feed_buf(call, 200, NULL, 0, &body), DYN_OK);
+    CHECK_EQ_INT(dyn_call_status(call), DYN_OK);
+    CHECK(dyn_call_body(call).ptr == bytes); /* the same memory */
+    CHECK_EQ_MEM(dyn_call_body(call).ptr, dyn_call_body(call).len, ok, strlen(ok));
+    CHECK(body.ptr != bytes);
+    CHECK_EQ_INT(body.len, 0);
+    dyn_call_take_body(call, &taken);
+    CHECK(taken.ptr == bytes);
+    CHECK_EQ_INT(taken.len, strlen(ok));
+    CHECK_EQ_INT(dyn_call_body(call).len, 0);
+    dyn_buf_free(&taken);
+    dyn_buf_free(&body);
+    dyn_call_free(call);
+    dyn_call_config_free(&cfg);
+}
+
 TEST(server_error_then_success_resigns) {
     struct dyn_call_config cfg;
     struct dyn_call *call;
@@ -709,6 +748,7 @@ TEST(allocation_failures_are_enomem) {
 
 int main(void) {
     RUN(success_first_try_with_signed_headers);
+    RUN(feed_buf_takes_a_successful_body_without_copying);
     RUN(server_error_then_success_resigns);
     RUN(throttling_three_times_then_success_with_exact_waits);
     RUN(retry_after_header_is_honoured);

@@ -320,6 +320,37 @@ TEST(keep_alive_reuses_one_connection) {
     server_stop(&srv);
 }
 
+/* A response buffer handed back after reading serves the next response. */
+TEST(recycled_response_memory_serves_the_next_response) {
+    struct server srv;
+    struct dyn_call_config cfg;
+    struct dyn_http *http;
+    const char *prev = NULL;
+    int i;
+    CHECK(server_start(&srv, M_ECHO, 0) == 0);
+    config(&cfg, srv.url, 1);
+    http = driver(5000, 1);
+    for (i = 0; i < 5 && http; i++) {
+        struct dyn_call *call = NULL;
+        struct dyn_buf b;
+        char want[32];
+        CHECK_EQ_INT(dyn_call_new(&cfg, DYN_SLICE_LIT("GetItem"), DYN_SLICE_LIT("{}"), &call), DYN_OK);
+        CHECK_EQ_INT(dyn_http_run(http, &call, 1), DYN_OK);
+        snprintf(want, sizeof want, "\"req\":%d,", i + 1);
+        CHECK(body_has(call, want));
+        if (prev) CHECK(dyn_call_body(call).ptr == prev);
+        prev = dyn_call_body(call).ptr;
+        dyn_call_take_body(call, &b);
+        CHECK_EQ_INT(dyn_call_body(call).len, 0);
+        dyn_http_recycle(http, &b);
+        CHECK(b.ptr == NULL && b.cap == 0);
+        dyn_call_free(call);
+    }
+    dyn_http_destroy(http);
+    dyn_call_config_free(&cfg);
+    server_stop(&srv);
+}
+
 TEST(runs_up_to_concurrency_transfers_at_once) {
     struct server srv;
     struct dyn_call_config cfg;
@@ -530,6 +561,7 @@ TEST(dropped_connection_is_etransport) {
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
     RUN(keep_alive_reuses_one_connection);
+    RUN(recycled_response_memory_serves_the_next_response);
     RUN(runs_up_to_concurrency_transfers_at_once);
     RUN(runner_retries_with_backoff);
     RUN(error_headers_are_captured);

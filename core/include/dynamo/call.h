@@ -170,6 +170,14 @@ int dyn_call_feed(struct dyn_call *call, long http_status, const struct dyn_head
                   dyn_slice body);
 
 /*
+ * As dyn_call_feed with the body in a buffer the call may take: a successful
+ * body moves into the call without a copy, and *body receives the call's
+ * previous (empty) response buffer in exchange. Otherwise *body is untouched.
+ */
+int dyn_call_feed_buf(struct dyn_call *call, long http_status, const struct dyn_header *headers, size_t n_headers,
+                      struct dyn_buf *body);
+
+/*
  * Feeds a failure to get any response: status is DYN_ETRANSPORT or
  * DYN_ETIMEOUT (anything else counts as DYN_ETRANSPORT); message may be NULL.
  * Returns DYN_OK or DYN_EINVAL (no request outstanding).
@@ -190,6 +198,12 @@ int dyn_call_is_done(const struct dyn_call *call);
 int dyn_call_status(const struct dyn_call *call);
 /* The successful response body; empty before DONE or on error. Borrowed from the call. */
 dyn_slice dyn_call_body(const struct dyn_call *call);
+/*
+ * Moves the response buffer out of the call into *out (which must hold no
+ * memory), once the body has been read: its memory can serve another
+ * response. dyn_call_body is empty afterwards.
+ */
+void dyn_call_take_body(struct dyn_call *call, struct dyn_buf *out);
 /* The error record (status DYN_OK and empty strings on success). */
 const struct dyn_error *dyn_call_error(const struct dyn_call *call);
 /* Attempts sent so far. */

@@ -66,6 +66,14 @@ int dyn_http_run(struct dyn_http *http, struct dyn_call *const *calls, size_t n)
 
 void dyn_http_get_stats(const struct dyn_http *http, struct dyn_http_stats *out);
 
+/*
+ * Hands back a response buffer whose body has been read (see
+ * dyn_call_take_body): the driver keeps a few for the next responses, so a
+ * steady stream of pages reuses memory instead of allocating and freeing a
+ * large block per response. *buf is left holding no memory.
+ */
+void dyn_http_recycle(struct dyn_http *http, struct dyn_buf *buf);
+
 /* Wall-clock milliseconds since the epoch, for drivers that sign requests. */
 int64_t dyn_http_now_unix_ms(void);
 
