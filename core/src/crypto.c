@@ -1,6 +1,7 @@
 /*
- * SHA-256 and HMAC-SHA-256 over OpenSSL's EVP interface, and a table-driven
- * CRC-32; see dynamo/crypto.h.
+ * SHA-256 and HMAC-SHA-256 over OpenSSL's EVP interface, and CRC-32 by
+ * slice-by-16 tables or, on x86-64, carry-less multiplication; see
+ * dynamo/crypto.h.
  *
  * Speed matters here: a request signature hashes the payload, the canonical
  * request and the string to sign. EVP_sha256() makes OpenSSL 3 look the
@@ -125,11 +126,11 @@ void dyn_secure_zero(void *p, size_t n) {
  * read little-endian, which is what makes dyn_crc32 resumable.
  *
  * Slice-by-16: entry i of table k is the state after byte i followed by k
- * zero bytes (table 0 is the classic byte table, and table k is table k-1
- * advanced by one more zero byte). Sixteen lookups then consume sixteen bytes
- * per step with no serial dependence between them. The tables are generated
- * once by a script and kept static const: no initialisation, no locking, and
- * read-only pages shared between processes.
+ * zero bytes, so sixteen independent lookups consume sixteen bytes. Table 0
+ * is the classic byte table (eight steps of c = c >> 1 ^ (c & 1 ? 0xEDB88320
+ * : 0) from c = i) and t[k][i] = t[k-1][i] >> 8 ^ t[0][t[k-1][i] & 0xff].
+ * They were generated once and are kept static const: no initialisation, no
+ * locking, and read-only pages shared between processes.
  */
 static const uint32_t s_crc_table[16][256] = {
     {
@@ -683,25 +684,32 @@ static uint32_t s_le32(const unsigned char *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-/* Advances state c over n bytes with the tables. */
+/* The contribution of the four bytes of w, with tables t[3] (first byte) to t[0]. */
+static uint32_t s_crc_word(const uint32_t(*t)[256], uint32_t w) {
+    return (t[3][w & 0xff] ^ t[2][(w >> 8) & 0xff]) ^ (t[1][(w >> 16) & 0xff] ^ t[0][w >> 24]);
+}
+
+/*
+ * Advances state c over n bytes with the tables. Only the lookups for the
+ * first word wait for c, so the loop-carried chain is one word's worth; the
+ * tail takes an 8- and a 4-byte step before going byte by byte.
+ */
 static uint32_t s_crc_slice(uint32_t c, const unsigned char *p, size_t n) {
     const uint32_t(*t)[256] = s_crc_table;
-    uint32_t b, d, e, rest;
-    while (n >= 16) {
-        b = s_le32(p + 4);
-        d = s_le32(p + 8);
-        e = s_le32(p + 12);
-        /* The twelve lookups that do not wait for c go first, so that the
-           loop-carried chain is one load, four lookups and a short XOR tree. */
-        rest = t[11][b & 0xff] ^ t[10][(b >> 8) & 0xff] ^ t[9][(b >> 16) & 0xff] ^ t[8][b >> 24] ^
-               t[7][d & 0xff] ^ t[6][(d >> 8) & 0xff] ^ t[5][(d >> 16) & 0xff] ^ t[4][d >> 24] ^
-               t[3][e & 0xff] ^ t[2][(e >> 8) & 0xff] ^ t[1][(e >> 16) & 0xff] ^ t[0][e >> 24];
-        c ^= s_le32(p);
-        c = rest ^ (t[15][c & 0xff] ^ t[14][(c >> 8) & 0xff]) ^ (t[13][(c >> 16) & 0xff] ^ t[12][c >> 24]);
-        p += 16;
-        n -= 16;
+    uint32_t rest;
+    for (; n >= 16; p += 16, n -= 16) {
+        rest = s_crc_word(t + 8, s_le32(p + 4)) ^ s_crc_word(t + 4, s_le32(p + 8)) ^ s_crc_word(t, s_le32(p + 12));
+        c = rest ^ s_crc_word(t + 12, c ^ s_le32(p));
     }
-    while (n--) c = t[0][(c ^ *p++) & 0xff] ^ (c >> 8);
+    if (n & 8) {
+        c = s_crc_word(t, s_le32(p + 4)) ^ s_crc_word(t + 4, c ^ s_le32(p));
+        p += 8;
+    }
+    if (n & 4) {
+        c = s_crc_word(t, c ^ s_le32(p));
+        p += 4;
+    }
+    for (n &= 3; n; n--) c = t[0][(c ^ *p++) & 0xff] ^ (c >> 8);
     return c;
 }
 
@@ -717,9 +725,9 @@ static uint32_t s_crc_slice(uint32_t c, const unsigned char *p, size_t n) {
  * half. Moving a register d bits further down the message multiplies it by
  * x^d, and modulo P that is H * (x^(d+64) mod P) + L * (x^d mod P): two
  * 64x32-bit carry-less products, each under 96 bits, XORed into the register
- * that sits d bits on. The product of reflected operands comes out shifted,
- * so each 32-bit constant is x^(e-33) mod P, bit-reflected (gen.py derived
- * them; the tests check every path against a bitwise CRC):
+ * that sits d bits on. With both operands reflected (a constant's bit j is
+ * its x^(31-j) coefficient, as in 0xEDB88320) the product lands multiplied
+ * by x^33, so the constants are x^(d+31) and x^(d-33) mod P:
  *   d = 512, four registers in flight: x^543 and x^479;
  *   d = 128, one register:             x^159 and x^95.
  * The last register is then an ordinary 16-byte message with the same CRC

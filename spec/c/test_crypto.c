@@ -104,9 +104,9 @@ TEST(secure_zero) {
     dyn_secure_zero(NULL, 4); /* allowed no-op */
 }
 
-/* Bit-at-a-time reference CRC, written independently of the table code. */
-static uint32_t crc_ref(const unsigned char *p, size_t n) {
-    uint32_t c = 0xFFFFFFFFu;
+/* Bit-at-a-time reference CRC continuing from crc, written independently of the table code. */
+static uint32_t crc_ref_from(uint32_t crc, const unsigned char *p, size_t n) {
+    uint32_t c = ~crc;
     size_t i;
     int k;
     for (i = 0; i < n; i++) {
@@ -114,6 +114,17 @@ static uint32_t crc_ref(const unsigned char *p, size_t n) {
         for (k = 0; k < 8; k++) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1)));
     }
     return ~c;
+}
+
+static uint32_t crc_ref(const unsigned char *p, size_t n) { return crc_ref_from(0, p, n); }
+
+/* Bytes that look random enough to catch a wrong table entry or constant. */
+static void crc_fill(unsigned char *p, size_t n, uint32_t seed) {
+    size_t i;
+    for (i = 0; i < n; i++) {
+        seed = seed * 1103515245u + 12345u;
+        p[i] = (unsigned char)(seed >> 16);
+    }
 }
 
 TEST(crc32_vectors) {
@@ -130,7 +141,7 @@ TEST(crc32_incremental_and_alignment) {
     size_t i, split, off, len;
     uint32_t whole;
     for (i = 0; i < sizeof buf; i++) buf[i] = (unsigned char)((i * 2654435761u) >> 13);
-    /* every offset and length mix exercises the 8-byte loop and the tail */
+    /* every offset and length mix exercises the 16-byte loop, the folding path and the tail */
     for (off = 0; off < 9; off++)
         for (len = 0; len + off <= sizeof buf; len += 37) CHECK_EQ_INT(dyn_crc32(0, buf + off, len), crc_ref(buf + off, len));
     whole = dyn_crc32(0, buf, sizeof buf);
@@ -139,6 +150,68 @@ TEST(crc32_incremental_and_alignment) {
         CHECK_EQ_INT(dyn_crc32(dyn_crc32(0, buf, split), buf + split, sizeof buf - split), whole);
     /* three pieces, one of them empty */
     CHECK_EQ_INT(dyn_crc32(dyn_crc32(dyn_crc32(0, buf, 100), buf + 100, 0), buf + 100, sizeof buf - 100), whole);
+}
+
+/* Longer inputs take the folding path where the CPU has one; the values come from zlib. */
+TEST(crc32_long_vectors) {
+    size_t n = 1000000;
+    unsigned char *p = malloc(n);
+    CHECK(p != NULL);
+    if (!p) return;
+    memset(p, 'a', n);
+    CHECK_EQ_INT(dyn_crc32(0, p, n), 0xDC25BFBCu);
+    memset(p, 0, 4096);
+    CHECK_EQ_INT(dyn_crc32(0, p, 4096), 0xC71C0011u);
+    memset(p, 0xff, 4096);
+    CHECK_EQ_INT(dyn_crc32(0, p, 4096), 0xF154670Au);
+    crc_fill(p, n, 7);
+    CHECK_EQ_INT(dyn_crc32(0, p, n), crc_ref(p, n));
+    CHECK_EQ_INT(dyn_crc32(0, p + 3, n - 3), crc_ref(p + 3, n - 3));
+    free(p);
+}
+
+/*
+ * Every length up to 300 (the word, 16-byte and folding loops and each tail)
+ * from sixteen consecutive starts, so every alignment mod 16 whatever the
+ * buffer's own, and continuing from 0 and from a running value.
+ */
+TEST(crc32_every_length_and_offset) {
+    static const uint32_t seeds[] = {0, 0xCBF43926u, 0xFFFFFFFFu};
+    unsigned char buf[300 + 16];
+    size_t off, len, s;
+    int bad = 0;
+    crc_fill(buf, sizeof buf, 1);
+    for (s = 0; s < sizeof seeds / sizeof *seeds; s++)
+        for (off = 0; off < 16; off++)
+            for (len = 0; len <= 300; len++)
+                bad += dyn_crc32(seeds[s], buf + off, len) != crc_ref_from(seeds[s], buf + off, len);
+    CHECK_EQ_INT(bad, 0);
+}
+
+/* Any cut into pieces gives the CRC of the whole, as a response read in chunks would. */
+TEST(crc32_pieces_equal_whole) {
+    size_t n = 70000, at, piece, split;
+    unsigned char *p = malloc(n);
+    uint32_t whole, c, seed = 99;
+    int bad = 0;
+    CHECK(p != NULL);
+    if (!p) return;
+    crc_fill(p, n, 3);
+    whole = crc_ref(p, n);
+    CHECK_EQ_INT(dyn_crc32(0, p, n), whole);
+    /* pieces of 0 to 300 bytes, then of up to 5000 */
+    for (c = 0, at = 0; at < n; at += piece) {
+        seed = seed * 1103515245u + 12345u;
+        piece = (seed >> 8) % (at < n / 2 ? 301 : 5001);
+        if (piece > n - at) piece = n - at;
+        c = dyn_crc32(c, p + at, piece);
+    }
+    CHECK_EQ_INT(c, whole);
+    /* two pieces, cut at every point of a 300-byte prefix */
+    for (split = 0; split <= 300; split++)
+        bad += dyn_crc32(dyn_crc32(0, p, split), p + split, 300 - split) != crc_ref(p, 300);
+    CHECK_EQ_INT(bad, 0);
+    free(p);
 }
 
 /* Threads share the fetched algorithm but each uses its own context. */
@@ -175,6 +248,9 @@ int main(void) {
     RUN(secure_zero);
     RUN(crc32_vectors);
     RUN(crc32_incremental_and_alignment);
+    RUN(crc32_long_vectors);
+    RUN(crc32_every_length_and_offset);
+    RUN(crc32_pieces_equal_whole);
     RUN(threads_hash_concurrently);
     return testing_done();
 }
