@@ -52,6 +52,7 @@ local os_date = os.date
 local json_encode, json_decode = core.json_encode, core.json_decode
 local encode_item_json = core.encode_item
 local key_id, index_items, encode_keys = core.key_id, core.index_items, core.encode_keys
+local new_table = core.new_table
 local as_item = core.as_item
 
 local expressions_module, DataTable_module
@@ -772,7 +773,7 @@ end
 -- Reads the unique keys given as values pv[1..n] (and sv[1..n] with a sort
 -- key); returns id -> item.
 local function fetch_items(self, tname, pv, sv, n, consistent)
-  local found = {}
+  local found = new_table(0, n)
   if n == 0 then return found end
   local pk, sk = self._pk, self._sk
   local head = '{"RequestItems":{"' .. tname .. '":{'
@@ -900,7 +901,7 @@ end
 -- window's own arrays when it holds no duplicate).
 local function unique_keys(w)
   local ids, n = w.ids, w.n
-  local seen = {}
+  local seen = new_table(0, n)
   local dup = false
   for i = 1, n do
     local id = ids[i]
