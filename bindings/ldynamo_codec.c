@@ -1088,7 +1088,7 @@ static const char *s_tok_at(const struct dyn_json_token *t) {
  */
 static int s_push_n(lua_State *L, dyn_slice t, enum dyn_av_num_err *why) {
     static const double pow10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14};
-    const char *p = t.ptr, *end = p + t.len, *s, *q;
+    const char *p = t.ptr, *end = p + t.len, *s, *q, *lim;
     int neg = p < end && *p == '-';
     uint64_t m = 0;
     char buf[DYN_AV_NUM_MAX];
@@ -1103,7 +1103,8 @@ static int s_push_n(lua_State *L, dyn_slice t, enum dyn_av_num_err *why) {
      * that dyn_av_number_classify would compute.
      */
     s = q = p + neg;
-    while (q < end && q - s < 19 && (unsigned)(*q - '0') < 10) m = m * 10 + (uint64_t)(*q++ - '0');
+    lim = end - s > 19 ? s + 19 : end; /* more digits fail the tests below anyway */
+    while (q < lim && (unsigned)((unsigned char)*q - '0') < 10) m = m * 10 + (unsigned char)*q++ - '0';
     if (q > s && (*s != '0' || q - s == 1)) {
         if (q == end) {
             if (q - s <= 18 && !(neg && *s == '0')) {
@@ -1112,7 +1113,7 @@ static int s_push_n(lua_State *L, dyn_slice t, enum dyn_av_num_err *why) {
             }
         } else if (*q == '.' && end - q > 1 && end - s <= 16 && end[-1] != '0') {
             const char *f = ++q;
-            while (q < end && (unsigned)(*q - '0') < 10) m = m * 10 + (uint64_t)(*q++ - '0');
+            while (q < end && (unsigned)((unsigned char)*q - '0') < 10) m = m * 10 + (unsigned char)*q++ - '0';
             if (q == end) {
                 double v = (double)m / pow10[end - f];
                 lua_pushnumber(L, (lua_Number)(neg ? -v : v));
@@ -1161,6 +1162,37 @@ static int s_set_uv(char kind) { return kind == 'S' ? UV_MT_SS : kind == 'N' ? U
 
 static void s_dec_av(struct s_read *d);
 
+/* Consumes the '}' that closes an AttributeValue, or raises. */
+static inline void s_av_close(struct s_read *d) {
+    if (s_peek(d) == '}') {
+        d->r.p++;
+        return;
+    }
+    s_read_fail_at(d, d->r.p,
+                   d->r.p >= d->r.end ? "unexpected end of input"
+                   : *d->r.p == ','   ? "AttributeValue with more than one member"
+                                      : "expected '}'");
+}
+
+/*
+ * s_dec_av with the commonest values, compact {"S":"..."} and {"N":"..."},
+ * read here, inline; anything else (errors included) is left to s_dec_av.
+ */
+static inline void s_dec_av_fast(struct s_read *d) {
+    const char *p = d->r.p;
+    struct dyn_json_token t;
+    if (d->r.end - p >= 6 && p[0] == '{' && p[1] == '"' && (p[2] == 'S' || p[2] == 'N') && p[3] == '"' &&
+        p[4] == ':' && p[5] == '"') {
+        d->r.p = p + 5;
+        if (dyn_json_scan_string_fast(&d->r, &t) != DYN_OK) s_read_fail(d);
+        if (p[2] == 'S') s_push_tok_string(d, &t);
+        else s_dec_n_token(d, &t);
+        s_av_close(d);
+        return;
+    }
+    s_dec_av(d);
+}
+
 /* Reads an AV map (name -> AttributeValue) into a new table. */
 static void s_dec_av_map(struct s_read *d, int tag_empty) {
     lua_State *L = d->L;
@@ -1178,7 +1210,7 @@ static void s_dec_av_map(struct s_read *d, int tag_empty) {
             s_string_tok(d, &t, "expected a member name");
             s_push_tok_string(d, &t);
             s_expect(d, ':', "expected ':'");
-            s_dec_av(d);
+            s_dec_av_fast(d);
             lua_rawset(L, -3);
             n++;
         } while (s_more(d, '}', "expected ',' or '}'"));
@@ -1225,7 +1257,7 @@ static void s_literal(struct s_read *d, const char *word, size_t n, const char *
 enum s_avt { AVT_NONE, AVT_S, AVT_N, AVT_B, AVT_M, AVT_L, AVT_SS, AVT_NS, AVT_BS, AVT_BOOL, AVT_NULL };
 
 /* The type named by the raw name k[0..kn) (escapes are not undone), or AVT_NONE. */
-static enum s_avt s_av_type(const char *k, size_t kn) {
+static inline enum s_avt s_av_type(const char *k, size_t kn) {
     if (kn == 1) {
         switch (k[0]) {
         case 'S': return AVT_S;
@@ -1280,7 +1312,7 @@ static void s_dec_av(struct s_read *d) {
             d->r.p++;
         } else {
             do {
-                s_dec_av(d);
+                s_dec_av_fast(d);
                 lua_rawseti(L, -2, ++i);
             } while (s_more(d, ']', "expected ',' or ']'"));
         }
@@ -1311,14 +1343,7 @@ static void s_dec_av(struct s_read *d) {
     case AVT_BS: s_dec_set(d, 'B'); break;
     default: s_read_fail_at(d, s_tok_at(&ty), "unknown AttributeValue type");
     }
-    if (s_peek(d) == '}') {
-        d->r.p++;
-        return;
-    }
-    s_read_fail_at(d, d->r.p,
-                   d->r.p >= d->r.end ? "unexpected end of input"
-                   : *d->r.p == ','   ? "AttributeValue with more than one member"
-                                      : "expected '}'");
+    s_av_close(d);
 }
 
 /* Where a plain JSON value sits in a response, for the unmarshal mode. */
@@ -1640,8 +1665,11 @@ static int l_encode_av(lua_State *L) { return s_encode_entry(L, "value", s_walk_
 static int l_json_encode(lua_State *L) { return s_encode_entry(L, "value", s_walk_json); }
 
 /*
- * core.encode_items(list, i, j, sep) -> the items list[i..j], each as AV map
- * JSON, joined by sep: one call for a batch's keys or items. Raises as
+ * core.encode_items(list, i, j, sep [, suffix]) -> the items list[i..j], each
+ * as AV map JSON, joined by sep: one call for a batch's items. `suffix` (JSON
+ * members with a leading comma and the closing brace, such as
+ * ',"dt_modified":{"S":"..."}}') replaces each table item's closing brace. A
+ * string element is JSON already written and goes in as it is. Raises as
  * encode_item on the first bad item (callers that name records encode them
  * one by one to find it).
  */
@@ -1651,15 +1679,29 @@ static int l_encode_items(lua_State *L) {
     struct s_walk w;
     lua_Integer i = luaL_checkinteger(L, 2), j = luaL_checkinteger(L, 3), k;
     dyn_slice sep = ldynamo_checkslice(L, 4);
+    dyn_slice suffix = ldynamo_optslice(L, 5, "");
     luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 4);
+    luaL_argcheck(L, suffix.len == 0 || (suffix.ptr[0] == ',' && suffix.ptr[suffix.len - 1] == '}'), 5,
+                  "a suffix starts with ',' and ends with '}'");
+    lua_settop(L, 5);
     st = s_acquire(L, &st_idx);
     s_walk_init(&w, L, st, st_idx, "item");
     for (k = i; k <= j; k++) {
         if (k > i) s_put(&w, sep.ptr, sep.len);
-        lua_rawgeti(L, 1, k);
-        s_enc_item(&w, lua_gettop(L));
-        lua_pop(L, 1);
+        if (lua_rawgeti(L, 1, k) == LUA_TSTRING) {
+            size_t n;
+            const char *text = lua_tolstring(L, 6, &n);
+            s_put(&w, text, n);
+        } else {
+            s_enc_item(&w, 6);
+            if (suffix.len) {
+                /* the map's closing brace gives way to the suffix ("{}" takes it without its comma) */
+                size_t at = --w.out->len;
+                if (w.out->ptr[at - 1] == '{') s_put(&w, suffix.ptr + 1, suffix.len - 1);
+                else s_put(&w, suffix.ptr, suffix.len);
+            }
+        }
+        lua_settop(L, 5);
     }
     return s_finish_out(L, w.st);
 }

@@ -45,12 +45,12 @@ local DynamoTableIndex = require("dynamo.DynamoTableIndex")
 local type, pairs, next, ipairs, tostring = type, pairs, next, ipairs, tostring
 local pcall, error, rawget, setmetatable, getmetatable = pcall, error, rawget, setmetatable, getmetatable
 local math_min, math_floor, math_type = math.min, math.floor, math.type
-local string_format, string_sub = string.format, string.sub
+local string_format = string.format
 local table_concat, table_sort = table.concat, table.sort
 local os_date = os.date
 
 local json_encode, json_decode = core.json_encode, core.json_decode
-local encode_item_json = core.encode_item
+local encode_item_json, encode_items = core.encode_item, core.encode_items
 local key_id, index_items, encode_keys = core.key_id, core.index_items, core.encode_keys
 local new_table = core.new_table
 local as_item = core.as_item
@@ -1121,8 +1121,10 @@ function DynamoTable:validate_record_attributes(record)
   end
 end
 
--- Turns a window of prepared records into the items batch_upsert writes;
--- returns enc, ids, m.
+-- Turns a window of prepared records into the items batch_upsert writes:
+-- returns enc, ids, m and the suffix for encode_items. enc[j] is a record to
+-- be written as it is plus the dt stamps (the suffix), or the JSON text of a
+-- merged item.
 local function upsert_window(self, tname, w, sine_keys, read_existing, now, written)
   local recs, pv, sv, ids, n = w.recs, w.pv, w.sv, w.ids, w.n
   -- last one wins: keep the last occurrence of each key
@@ -1146,8 +1148,8 @@ local function upsert_window(self, tname, w, sine_keys, read_existing, now, writ
   local pk, sk = self._pk, self._sk
   local validate = self.validate_record_attributes
   -- the fast path (no stored item to merge, nothing to keep): the record is
-  -- encoded as it is and the dt stamps are appended to its JSON text, which
-  -- saves a copy of every record
+  -- encoded as it is, in C with the whole request, and the dt stamps are
+  -- written after its members, which saves a copy of every record
   local stamps = ',"dt_created":{"S":"' .. now .. '"},"dt_modified":{"S":"' .. now .. '"}}'
   for j = 1, m do
     local i = order[j]
@@ -1157,8 +1159,7 @@ local function upsert_window(self, tname, w, sine_keys, read_existing, now, writ
     if not old and not written and getmetatable(rec) == nil and rec.dt_created == nil
       and rec.dt_modified == nil and rec[pk] ~= nil and (sk == nil or rec[sk] ~= nil) then
       validate(self, rec)
-      local text = encode_item(self, rec, "record")
-      enc[j] = string_sub(text, 1, -2) .. stamps
+      enc[j] = rec
       uids[j] = id
       goto continue
     end
@@ -1191,7 +1192,7 @@ local function upsert_window(self, tname, w, sine_keys, read_existing, now, writ
     if written then written[#written + 1] = item end
     ::continue::
   end
-  return enc, uids, m
+  return enc, uids, m, stamps
 end
 
 local function batch_upsert_run(self, records, opts, what, written)
@@ -1205,9 +1206,17 @@ local function batch_upsert_run(self, records, opts, what, written)
   while true do
     local n = fill(w, window)
     if n == 0 then break end
-    local enc, uids, m = upsert_window(self, tname, w, sine_keys, read_existing, now, written)
+    local enc, uids, m, stamps = upsert_window(self, tname, w, sine_keys, read_existing, now, written)
     invalidate(self, uids, m)
-    write_entries(self, tname, m, "put", function(i, j, sep) return table_concat(enc, sep, i, j) end)
+    write_entries(self, tname, m, "put", function(i, j, sep)
+      local ok, text = pcall(encode_items, enc, i, j, sep, stamps)
+      if ok then return text end
+      -- name the record that cannot be written
+      for k = i, j do
+        if type(enc[k]) == "table" then encode_item(self, enc[k], "record") end
+      end
+      error(text, 0)
+    end)
     if n < window then break end
   end
 end

@@ -618,6 +618,82 @@ describe("dynamo.core codec", function()
       assert.same({ S = "a" }, plain.Items[1].pk)
       assert.same({ S = "a" }, json_decode(query).Items[1].pk)
     end)
+
+    -- One escape, multibyte character or bad byte at every position of
+    -- strings of 0..40 bytes: the decoder reads plain text a word at a time
+    -- while 8 bytes remain, so every offset from a word and from the end counts.
+    local GOOD = {
+      { "a", "a" }, { "\\n", "\n" }, { '\\"', '"' }, { "\\\\", "\\" }, { "\\/", "/" }, { "\\u00e9", "\xc3\xa9" },
+      { "\\ud83d\\ude00", "\xf0\x9f\x98\x80" }, { "\xc3\xa9", "\xc3\xa9" }, { "\xe2\x82\xac", "\xe2\x82\xac" },
+      { "\xf0\x9f\x98\x80", "\xf0\x9f\x98\x80" }, { "\x7f", "\x7f" },
+    }
+    local BAD = {
+      { "\x01", "control character in string" }, { "\x1f", "control character in string" },
+      { "\xff", "invalid UTF-8 in string" }, { "\xc3", "invalid UTF-8 in string" },
+      { "\xed\xa0\x80", "invalid UTF-8 in string" }, { "\\x", "bad escape" }, { "\\u12x4", "bad \\u escape" },
+      { "\\ud800", "lone high surrogate" }, { "\\udc00", "lone low surrogate" },
+    }
+
+    it("reads strings of any length with escapes and UTF-8 anywhere", function()
+      for len = 0, 40 do
+        for _, piece in ipairs(GOOD) do
+          for at = 0, len do
+            local raw = ("x"):rep(at) .. piece[1] .. ("y"):rep(len - at)
+            local want = ("x"):rep(at) .. piece[2] .. ("y"):rep(len - at)
+            -- as a value and as a name, with more text after them, and last
+            local item = decode_item('{"k":{"S":"' .. raw .. '"},"' .. raw .. '":{"SS":["' .. raw .. '"]}}')
+            assert.equal(want, item.k)
+            assert.equal(want, item[want][1])
+            assert.equal(want, decode_av('{"S":"' .. raw .. '"}'))
+            assert.equal(want, json_decode('"' .. raw .. '"'))
+            assert.equal(want, json_decode('{"Items":[{"k":{"S":"' .. raw .. '"}}]}', true).Items[1].k)
+          end
+        end
+      end
+    end)
+
+    it("reports a bad string byte where it is, whatever the length", function()
+      for len = 0, 40 do
+        for _, piece in ipairs(BAD) do
+          for at = 0, len do
+            local raw = ("x"):rep(at) .. piece[1] .. ("y"):rep(len - at)
+            local want = "json: " .. piece[2] .. " at byte " .. (12 + at)
+            assert.equal(want, err_of(decode_item, '{"a":{"S":"' .. raw .. '"},"b":{"N":"1"}}'))
+            assert.equal(want, err_of(decode_item, '{"a":{"S":"' .. raw .. '"}}'))
+            assert.equal("json: " .. piece[2] .. " at byte " .. (2 + at), err_of(json_decode, '"' .. raw .. '"'))
+          end
+        end
+      end
+    end)
+
+    it("reports a string cut short where the input ends, or at its last escape or character", function()
+      -- a cut inside an escape or a multibyte character points at its first byte
+      local function inside(piece, kept)
+        if piece:byte() >= 0x80 then return "invalid UTF-8 in string" end
+        if kept == 1 then return "unterminated string" end -- a lone backslash
+        return kept < 6 and "bad \\u escape" or "lone high surrogate"
+      end
+      local prefix = '{"a":{"S":"'
+      for len = 0, 24 do
+        for _, piece in ipairs(GOOD) do
+          for at = 0, len, 3 do
+            local raw = ("x"):rep(at) .. piece[1] .. ("y"):rep(len - at)
+            local doc = prefix .. raw .. '"}}'
+            for n = #prefix, #doc - 1 do
+              local kept, want = n - #prefix
+              if kept > at and kept < at + #piece[1] then
+                want = "json: " .. inside(piece[1], kept - at) .. " at byte " .. (#prefix + at + 1)
+              elseif n <= #prefix + #raw then
+                want = "json: unterminated string at byte " .. (n + 1)
+              else
+                want = "json: unexpected end of input at byte " .. (n + 1)
+              end
+              assert.equal(want, err_of(decode_item, doc:sub(1, n)))
+            end
+          end
+        end
+      end
+    end)
   end)
 
   describe("batch helpers", function()
@@ -663,6 +739,17 @@ describe("dynamo.core codec", function()
         "index_items: item 1 has no valid key attribute sk")
       assert.has_error(function() index_items({ { sk = "a" } }, "pk", "sk", {}) end,
         "index_items: item 1 has no valid key attribute pk")
+    end)
+
+    it("new_table makes an empty table of any size, and refuses absurd ones", function()
+      local t = core.new_table(4, 100)
+      assert.is_nil(next(t))
+      assert.equal(0, #t)
+      t[1], t.x = "a", "b"
+      assert.same({ "a", x = "b" }, t)
+      assert.is_nil(next(core.new_table()))
+      assert.has_error(function() core.new_table(-1, 0) end)
+      assert.has_error(function() core.new_table(0, 1 << 40) end)
     end)
 
     it("encode_items joins items as AttributeValue maps", function()

@@ -683,6 +683,30 @@ describe("dynamo.DynamoTable", function()
       assert.equal("p1", out:get_record(1).preserve)
     end)
 
+    it("writes plain records and merged ones in one request, and names a record that cannot be written", function()
+      local t, calls = manager(routes{
+        BatchGetItem = { Responses = { my_table_name = { { pk = S("b"), sk = S("2"), old = S("kept") } } } },
+        BatchWriteItem = { UnprocessedItems = {} },
+      })
+      t:batch_upsert_records({ { pk = "a", sk = "1", gsi_pk = "g", gsi_sk = "g", lsi_pk = "l", v = 1 },
+                               { pk = "b", sk = "2", gsi_pk = "g", gsi_sk = "g", lsi_pk = "l", v = 2 } })
+      local puts = calls[2].body.RequestItems.my_table_name
+      assert.equal(2, #puts)
+      assert.same({ pk = "a", sk = "1", gsi_pk = "g", gsi_sk = "g", lsi_pk = "l", v = 1,
+                    dt_created = NOW, dt_modified = NOW }, plain(puts[1].PutRequest.Item))
+      assert.same({ pk = "b", sk = "2", gsi_pk = "g", gsi_sk = "g", lsi_pk = "l", v = 2, old = "kept",
+                    dt_created = NOW, dt_modified = NOW }, plain(puts[2].PutRequest.Item))
+      local before = #calls
+      local ok, err = pcall(t.batch_upsert_records, t, {
+        { pk = "c", sk = "1", gsi_pk = "g", gsi_sk = "g", lsi_pk = "l" },
+        { pk = "c", sk = "2", gsi_pk = "g", gsi_sk = "g", lsi_pk = "l", bad = 0 / 0 },
+      }, { read_existing = false })
+      assert.is_false(ok)
+      assert.matches('record {.*pk="c".*sk="2".*} cannot be written: record.bad: NaN cannot be stored in DynamoDB',
+        err.message)
+      assert.equal(before, #calls) -- nothing was sent
+    end)
+
     it("keeps the stored dt_created", function()
       local t, calls = manager(routes{
         BatchGetItem = { Responses = { my_table_name = {

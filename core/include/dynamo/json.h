@@ -132,14 +132,15 @@ int dyn_json_scan_string(struct dyn_json_reader *r, struct dyn_json_token *tok);
 /*
  * For 8 string bytes in w (memory order, little-endian): the high bit of
  * each byte that needs a look of its own (a control character, '"', '\\'
- * or not ASCII). Bytes after the first flagged one may be flagged wrongly
- * (a borrow), but the lowest flag is always exact.
+ * or not ASCII). w - 0x20 sets it for a byte below 0x20 and (w ^ '"') - 1
+ * for a '"' (likewise for '\\'); the only other bytes these set it for are
+ * 0x80 and up, which w flags anyway, so the usual "& ~x" masks are not
+ * needed. A borrow can flag bytes after a flagged one wrongly, never one
+ * before it: the lowest flag is always exact.
  */
 static inline uint64_t dyn_json_special8(uint64_t w) {
     const uint64_t ones = UINT64_C(0x0101010101010101), high = UINT64_C(0x8080808080808080);
-    uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
-    /* (w - 0x20) | w: below 0x20 borrows into the high bit, 0x80 and up has it. */
-    return ((w - ones * 0x20) | w | ((q - ones) & ~q) | ((b - ones) & ~b)) & high;
+    return ((w - ones * 0x20) | ((w ^ (ones * '"')) - ones) | ((w ^ (ones * '\\')) - ones) | w) & high;
 }
 #endif
 
