@@ -398,6 +398,97 @@ TEST(scanner) {
     CHECK(dyn_json_skip_ws(r.p, r.end) == r.end);
 }
 
+#ifdef DYN_JSON_SWAR
+/* The word-at-a-time test flags the first byte that needs a look, exactly. */
+TEST(special8) {
+    static const unsigned char pick[] = {0x00, 0x01, 0x1f, 0x20, 0x21, '"', 0x23, 0x5b, '\\', 0x5d,
+                                         0x7f, 0x80, 0x81, 0xa2, 0xdc, 0xdd, 0xff, 'a', 'z', 0x1e};
+    uint64_t x = UINT64_C(88172645463325252);
+    long i;
+    for (i = 0; i < 2000000; i++) {
+        unsigned char b[8];
+        uint64_t w, m;
+        unsigned j, first = 8;
+        for (j = 0; j < 8; j++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            b[j] = (i & 1) ? pick[x % sizeof pick] : (unsigned char)(x >> 24);
+        }
+        for (j = 0; j < 8 && first == 8; j++)
+            if (b[j] < 0x20 || b[j] == '"' || b[j] == '\\' || b[j] >= 0x80) first = j;
+        memcpy(&w, b, 8);
+        m = dyn_json_special8(w);
+        CHECK_EQ_INT(m ? (unsigned)__builtin_ctzll(m) >> 3 : 8u, first);
+    }
+}
+#endif
+
+/*
+ * Runs the fast and the full string scanner on the same bytes, copied into
+ * a buffer of exactly that size (so that a sanitizer sees any read past it),
+ * and checks that they agree on everything.
+ */
+static void s_scan_both(const char *doc, size_t len) {
+    char *buf = malloc(len ? len : 1);
+    struct dyn_json_reader a, b;
+    struct dyn_json_token ta, tb;
+    int ra, rb;
+    memcpy(buf, doc, len);
+    dyn_json_reader_init(&a, dyn_slice_make(buf, len));
+    dyn_json_reader_init(&b, dyn_slice_make(buf, len));
+    ra = dyn_json_scan_string_fast(&a, &ta);
+    rb = dyn_json_scan_string(&b, &tb);
+    CHECK_EQ_INT(ra, rb);
+    CHECK(a.p == b.p);
+    if (ra == DYN_OK && rb == DYN_OK) {
+        CHECK_EQ_INT(ta.type, tb.type);
+        CHECK_EQ_INT(ta.escaped, tb.escaped);
+        CHECK(ta.text.ptr == tb.text.ptr && ta.text.len == tb.text.len);
+    } else if (a.err && b.err) {
+        CHECK_EQ_STR(a.err, b.err);
+        CHECK_EQ_INT(a.err_pos, b.err_pos);
+    } else {
+        CHECK(a.err == b.err);
+    }
+    free(buf);
+}
+
+/*
+ * Strings of 0..40 bytes with one escape, multibyte character or bad byte
+ * at every position, followed by 0..11 more bytes, whole and cut short at
+ * every length: the fast scanner gives what the full one gives.
+ */
+TEST(scan_string_fast) {
+    static const char *const pieces[] = {
+        "a", "\\n", "\\\"", "\\\\", "\\/", "\\u00e9", "\\ud83d\\ude00", "\xc3\xa9", "\xe2\x82\xac",
+        "\xf0\x9f\x98\x80", "\x01", "\x1f", "\x7f", "\xff", "\xc3", "\xed\xa0\x80", "\\x", "\\u12x4",
+        "\\ud800", "\\udc00", "\""};
+    size_t len, at, k, tail, cut;
+    for (len = 0; len <= 40; len++) {
+        for (k = 0; k < sizeof pieces / sizeof pieces[0]; k++) {
+            for (at = 0; at <= len; at++) {
+                char doc[128];
+                size_t n = 0, plen = strlen(pieces[k]);
+                doc[n++] = '"';
+                memset(doc + n, 'x', at);
+                n += at;
+                memcpy(doc + n, pieces[k], plen);
+                n += plen;
+                memset(doc + n, 'y', len - at);
+                n += len - at;
+                doc[n++] = '"';
+                for (tail = 0; tail < 12; tail++) {
+                    memset(doc + n, tail & 1 ? '}' : ',', tail);
+                    s_scan_both(doc, n + tail);
+                }
+                if (len < 12 || at % 3 == 0)
+                    for (cut = 1; cut < n; cut++) s_scan_both(doc, cut);
+            }
+        }
+    }
+}
+
 struct get_case {
     const char *body;
     const char *key;
@@ -480,6 +571,10 @@ int main(void) {
     RUN(reader_skip);
     RUN(reader_string_errors_long);
     RUN(scanner);
+#ifdef DYN_JSON_SWAR
+    RUN(special8);
+#endif
+    RUN(scan_string_fast);
     RUN(get_string_table);
     RUN(get_string_appends);
     RUN(out_of_memory);
