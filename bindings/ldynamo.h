@@ -12,6 +12,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "dynamo/buf.h"
 #include "dynamo/common.h"
 
 /* Each adds its members to the module table at the top of the stack. */
@@ -39,6 +40,12 @@ static inline dyn_slice ldynamo_optslice(lua_State *L, int arg, const char *def)
  * Raises only on a memory error.
  */
 int ldynamo_push_json(lua_State *L, dyn_slice text, int unmarshal);
+
+/*
+ * Pushes a "dynamo.page" that takes over body (left empty): a Query or Scan
+ * response whose Items are read one at a time (page:next(), page:result()).
+ */
+int ldynamo_push_page(lua_State *L, struct dyn_buf *body);
 
 /* The allocator of the Lua state, for the core: memory is accounted to Lua. */
 void ldynamo_allocator(lua_State *L, struct dyn_allocator *out);

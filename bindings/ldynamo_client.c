@@ -216,10 +216,14 @@ static void s_push_info(lua_State *L, const struct dyn_error *e) {
     lua_setfield(L, -2, "attempts");
 }
 
-/* The decode argument at idx: -1 (nil: the body as a string), else the unmarshal flag. */
+#define DECODE_PAGE 2
+
+/* The decode argument at idx: -1 (nil: the body as a string), the unmarshal
+ * flag (a boolean), or DECODE_PAGE ("page": a dynamo.page over the body). */
 static int s_decode_arg(lua_State *L, int idx) {
     if (lua_isnoneornil(L, idx)) return -1;
-    luaL_checktype(L, idx, LUA_TBOOLEAN);
+    if (lua_type(L, idx) == LUA_TSTRING && strcmp(lua_tostring(L, idx), "page") == 0) return DECODE_PAGE;
+    luaL_argexpected(L, lua_type(L, idx) == LUA_TBOOLEAN, idx, "nil, boolean or \"page\"");
     return lua_toboolean(L, idx);
 }
 
@@ -228,8 +232,13 @@ static int s_decode_arg(lua_State *L, int idx) {
  * (json_decode(body, decode)). Returns 1, or 0 with the decoder's message on
  * top when the body is not the JSON it should be.
  */
-static int s_push_body(lua_State *L, const struct dyn_call *call, int decode) {
+static int s_push_body(lua_State *L, struct dyn_call *call, int decode) {
     dyn_slice b = dyn_call_body(call);
+    if (decode == DECODE_PAGE) {
+        struct dyn_buf body;
+        dyn_call_take_body(call, &body);
+        return ldynamo_push_page(L, &body);
+    }
     if (decode < 0) {
         lua_pushlstring(L, b.ptr, b.len);
         return 1;
@@ -270,7 +279,7 @@ static void s_recycle(struct client *c, struct dyn_call *call) {
 }
 
 /* body | nil, "code: message", info. Raises on a memory error. */
-static int s_push_result(lua_State *L, const struct dyn_call *call, int decode) {
+static int s_push_result(lua_State *L, struct dyn_call *call, int decode) {
     const struct dyn_error *e = dyn_call_error(call);
     int status = dyn_call_status(call);
     if (status == DYN_OK) {

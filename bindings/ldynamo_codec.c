@@ -1961,6 +1961,172 @@ int ldynamo_push_json(lua_State *L, dyn_slice text, int unmarshal) {
     return rc == LUA_OK;
 }
 
+/* ---- pages: a Query or Scan response read one item at a time ----------- */
+
+/*
+ * A "dynamo.page" owns a response body and reads its "Items" one by one as
+ * the caller asks, so a 1 MB page never becomes thousands of Lua tables at
+ * once: each item is made, used and dropped while its memory is still in
+ * cache. The other members (LastEvaluatedKey, Count, ...) go to a table, the
+ * page's user value, complete once every item has been read.
+ */
+#define PAGE_MT "dynamo.page"
+
+struct s_page {
+    struct dyn_buf body;
+    size_t pos;   /* where reading resumes */
+    int in_items; /* inside the Items array */
+    int done;     /* the document was read to its end */
+};
+
+/* Reads the response object's members from the current position until the
+ * Items array opens (in_items) or the object closes (done). Stack: 1 page,
+ * 2 the members table. */
+static void s_page_members(struct s_read *d, struct s_page *pg, int at_start) {
+    lua_State *L = d->L;
+    struct dyn_json_token t;
+    if (at_start) {
+        s_expect(d, '{', "expected a response object");
+        if (s_peek(d) == '}') {
+            d->r.p++;
+            goto end;
+        }
+    } else if (!s_more(d, '}', "expected ',' or '}'")) {
+        goto end;
+    }
+    do {
+        s_string_tok(d, &t, "expected a member name");
+        s_expect(d, ':', "expected ':'");
+        if (dyn_slice_eq_cstr(t.text, "Items") && !t.escaped && s_peek(d) == '[') {
+            d->r.p++;
+            if (s_peek(d) == ']') {
+                d->r.p++;
+                continue;
+            }
+            pg->in_items = 1;
+            return;
+        }
+        s_push_tok_string(d, &t);
+        s_dec_plain(d, s_member_mode(M_TOP, t.text));
+        lua_rawset(L, 2);
+    } while (s_more(d, '}', "expected ',' or '}'"));
+end:
+    s_read_end(d);
+    pg->done = 1;
+}
+
+/* The protected step behind page:next(): pushes the next item, or nothing at
+ * the end. */
+static int l_page_step(lua_State *L) {
+    struct s_page *pg = lua_touserdata(L, 1);
+    struct s_state *st;
+    int st_idx;
+    struct s_read d;
+    lua_settop(L, 1);
+    lua_getiuservalue(L, 1, 1); /* 2: the members table */
+    st = s_acquire(L, &st_idx);
+    s_read_init(&d, L, st, dyn_buf_slice(&pg->body));
+    d.r.p = d.r.begin + pg->pos;
+    for (;;) {
+        if (pg->done) {
+            s_release(st);
+            return 0;
+        }
+        if (!pg->in_items) {
+            s_page_members(&d, pg, pg->pos == 0);
+        } else if (s_peek(&d) == ']') {
+            d.r.p++;
+            pg->in_items = 0;
+            s_page_members(&d, pg, 0);
+        } else {
+            int more;
+            s_dec_av_map(&d, 0);
+            more = s_more(&d, ']', "expected ',' or ']'");
+            if (!more) d.r.p--; /* the ']' is read by the next step */
+            pg->pos = (size_t)(d.r.p - d.r.begin);
+            s_release(st);
+            return 1;
+        }
+        pg->pos = (size_t)(d.r.p - d.r.begin);
+    }
+}
+
+static const char s_page_step_key = 0; /* its address keys the registry entry */
+
+/*
+ * page:next() -> the next item (native values), or nil after the last one;
+ * nil, message when the body is not the JSON it should be.
+ */
+static int l_page_next(lua_State *L) {
+    struct s_page *pg = luaL_checkudata(L, 1, PAGE_MT);
+    int rc;
+    if (pg->done) return 0;
+    lua_settop(L, 1);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &s_page_step_key);
+    lua_pushvalue(L, 1);
+    rc = lua_pcall(L, 1, 1, 0);
+    if (rc == LUA_ERRMEM) return lua_error(L);
+    if (rc != LUA_OK) {
+        pg->done = 1; /* nothing more can be read */
+        luaL_pushfail(L);
+        lua_insert(L, -2);
+        return 2;
+    }
+    if (pg->done) dyn_buf_free(&pg->body); /* read to its end: the text is not needed */
+    return 1;
+}
+
+/* page:result() -> the members other than Items (complete after the last item). */
+static int l_page_result(lua_State *L) {
+    luaL_checkudata(L, 1, PAGE_MT);
+    lua_getiuservalue(L, 1, 1);
+    return 1;
+}
+
+static int l_page_gc(lua_State *L) {
+    struct s_page *pg = luaL_checkudata(L, 1, PAGE_MT);
+    dyn_buf_free(&pg->body);
+    return 0;
+}
+
+int ldynamo_push_page(lua_State *L, struct dyn_buf *body) {
+    struct s_page *pg = lua_newuserdatauv(L, sizeof *pg, 1);
+    pg->body = *body;
+    dyn_buf_init(body, pg->body.alloc);
+    pg->pos = 0;
+    pg->in_items = 0;
+    pg->done = 0;
+    luaL_setmetatable(L, PAGE_MT);
+    lua_newtable(L);
+    lua_setiuservalue(L, -2, 1);
+    return 1;
+}
+
+/* core.page(text) -> a page over a copy of text (for responses that arrive as
+ * Lua strings, from a host transport). */
+static int l_page(lua_State *L) {
+    dyn_slice text = ldynamo_checkslice(L, 1);
+    struct dyn_buf b = DYN_BUF_INIT(NULL);
+    if (dyn_buf_append(&b, text.ptr, text.len) != DYN_OK) return luaL_error(L, "not enough memory");
+    return ldynamo_push_page(L, &b);
+}
+
+static void s_open_pages(lua_State *L, int base) {
+    static const luaL_Reg methods[] = {{"next", l_page_next}, {"result", l_page_result}, {NULL, NULL}};
+    int i;
+    if (luaL_newmetatable(L, PAGE_MT)) {
+        lua_pushcfunction(L, l_page_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_newtable(L);
+        luaL_setfuncs(L, methods, 0);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 1);
+    for (i = 0; i < UV_COUNT; i++) lua_pushvalue(L, base + i);
+    lua_pushcclosure(L, l_page_step, UV_COUNT);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &s_page_step_key);
+}
+
 /* Is the value at idx map-shaped (a tagged map, {} or string keys)? */
 static int s_is_mapish(lua_State *L, const struct s_state *st, int idx) {
     enum s_kind k = s_kind_of(L, st, idx);
@@ -2436,6 +2602,7 @@ static const luaL_Reg s_funcs[] = {
     {"json_encode", l_json_encode},
     {"encode_items", l_encode_items},
     {"encode_keys", l_encode_keys},
+    {"page", l_page},
     {"key_id", l_key_id},
     {"index_items", l_index_items},
     {"json_decode", l_json_decode},
@@ -2563,6 +2730,7 @@ void ldynamo_open_codec(lua_State *L) {
     s_push_upvalues(L, base);
     lua_pushcclosure(L, l_decode_slice, UV_COUNT);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &s_decode_slice_key);
+    s_open_pages(L, base);
     /* The state is kept alive by the closures' upvalues. */
     lua_settop(L, mod);
 }

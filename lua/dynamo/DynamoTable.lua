@@ -1318,6 +1318,7 @@ local function pager(self, op, params, limit, page_limit, raw, segments)
   if limit == 0 then return function() return nil end end
   local client = self.client
   local items, pos, n = nil, 0, 0
+  local page -- the current response (single): items are read from it one at a time
   local returned = 0
   local rc = (not raw) and self.record_class or nil
   local state -- single: LastEvaluatedKey or false when done; parallel: per-segment keys
@@ -1357,25 +1358,40 @@ local function pager(self, op, params, limit, page_limit, raw, segments)
     end
     if started and not state then return false end
     params.ExclusiveStartKey = state or nil
-    local resp = client:send(op, encode_request(self, params), true)
+    page = client:send_page(op, encode_request(self, params))
     started = true
-    state = resp.LastEvaluatedKey or false
-    items = resp.Items or {}
-    n, pos = #items, 0
     return true
+  end
+  -- the next item of the current single page; at its end, its LastEvaluatedKey
+  local function page_item()
+    local item, err = page:next()
+    if item ~= nil then return item end
+    if err then
+      page = nil
+      error(errors.new("InvalidResponse", ("%s: %s: the response is not valid JSON (%s)"):format(label(self), op,
+        tostring(err)), { retryable = false }), 0)
+    end
+    state = page:result().LastEvaluatedKey or false
+    page = nil
+    return nil
   end
   return function()
     while true do
       if limit and returned >= limit then return nil end
-      if pos < n then
+      local item
+      if page then
+        item = page_item()
+      elseif pos < n then
         pos = pos + 1
-        local item = items[pos]
+        item = items[pos]
         items[pos] = nil
+      end
+      if item ~= nil then
         returned = returned + 1
         if rc then return to_output(self, item) end
         return item
       end
-      if not next_page() then return nil end
+      if not page and not next_page() then return nil end
     end
   end
 end

@@ -136,6 +136,22 @@ function Client:send(op, body, unmarshal)
   return out
 end
 
+--- Sends a Query or Scan body and returns its response as a page whose items
+-- are read one at a time: `page:next()` gives the next item (native values)
+-- or nil after the last; `page:result()` then holds the other members
+-- (LastEvaluatedKey in AttributeValue form, Count, ...). A page never holds
+-- more than one decoded item, whatever the response's size. Raises as send.
+function Client:send_page(op, body)
+  local out, msg, info
+  if self.transport then
+    out, msg, info = host_call(self, op, body, "page")
+  else
+    out, msg, info = self.handle:call(op, body, "page")
+  end
+  if not out then error(errors.from_core(info, msg), 2) end
+  return out
+end
+
 --- Sends many requests at once (up to `concurrency` in flight) and returns
 -- their decoded responses in input order; a failed one is a DynamoTableError
 -- object in its slot (nothing raises, so no result is lost).

@@ -763,6 +763,75 @@ describe("dynamo.core codec", function()
     end)
   end)
 
+  describe("pages", function()
+    local function read_all(page)
+      local out = {}
+      while true do
+        local item, err = page:next()
+        if item == nil then return out, err end
+        out[#out + 1] = item
+      end
+    end
+
+    it("reads Items one at a time, in native form, and keeps the other members", function()
+      local page = core.page('{"Count":2,"Items":[{"a":{"N":"1"},"s":{"SS":["x"]}},{"b":{"L":[{"N":"2.5"}]}}],'
+        .. '"LastEvaluatedKey":{"pk":{"S":"z"}},"ScannedCount":3}')
+      local first = page:next()
+      assert.equal(1, first.a)
+      assert.equal("SS", core.type_of(first.s))
+      assert.same({ Count = 2 }, page:result()) -- members after Items are not read yet
+      local second = page:next()
+      assert.equal(2.5, second.b[1])
+      assert.is_nil(page:next())
+      assert.is_nil(page:next()) -- stays at the end
+      local rest = page:result()
+      assert.equal(2, rest.Count)
+      assert.equal(3, rest.ScannedCount)
+      assert.same({ pk = { S = "z" } }, rest.LastEvaluatedKey) -- as the server sent it, for ExclusiveStartKey
+    end)
+
+    it("takes members in any order, no Items, empty Items and whitespace", function()
+      local items, err = read_all(core.page(' { "LastEvaluatedKey" : {"k":{"N":"5"}} , "Items" : [ {"x":{"BOOL":true}} ] } '))
+      assert.is_nil(err)
+      assert.equal(1, #items)
+      assert.is_true(items[1].x)
+      for _, text in ipairs({ '{"Items":[],"Count":0}', '{"Count":0}', "{}", '{"Items":{},"Count":0}' }) do
+        local page = core.page(text)
+        local got, e = read_all(page)
+        assert.equal(0, #got, text)
+        assert.is_nil(e, text)
+      end
+    end)
+
+    it("reports a body that is not valid JSON as nil, message, and then stays ended", function()
+      local cases = {
+        ['{"Items":[{"x":{"BOOL":true}},{"y":'] = "json: unexpected end of input at byte 36",
+        ['{"Items":[{"x":{"BOOL":true}}]} x'] = "json: unexpected data after the document at byte 33",
+        ["[1]"] = "json: expected a response object at byte 1",
+        ['{"Items":[{"x":{"Q":1}}]}'] = "json: unknown AttributeValue type at byte 17",
+        [""] = "json: unexpected end of input at byte 1",
+      }
+      for text, want in pairs(cases) do
+        local page = core.page(text)
+        local _, err = read_all(page)
+        assert.equal(want, err, text)
+        assert.is_nil(page:next())
+      end
+    end)
+
+    it("gives the same items as json_decode for a large page", function()
+      local parts = {}
+      for i = 1, 3000 do
+        parts[i] = ('{"pk":{"S":"p%d"},"n":{"N":"%d"},"m":{"M":{"l":{"L":[{"NULL":true},{"B":"AAE="}]}}}}'):format(i % 7, i)
+      end
+      local text = '{"Items":[' .. table.concat(parts, ",") .. '],"Count":3000}'
+      local whole = json_decode(text, true).Items
+      local got = read_all(core.page(text))
+      assert.equal(3000, #got)
+      for i = 1, 3000, 499 do assert.is_true(same(whole[i], got[i]), i) end
+    end)
+  end)
+
   describe("robustness", function()
     it("survives a finalizer that uses the codec in the middle of a decode", function()
       local results = {}

@@ -904,6 +904,24 @@ describe("dynamo.DynamoTable", function()
   end)
 
   describe("scan", function()
+    it("reads items one at a time from each page, and raises InvalidResponse for a broken page", function()
+      local t = manager(routes{ Scan = function(_, n)
+        if n == 1 then
+          return 200, { Items = { { pk = S("a"), sk = S("1") }, { pk = S("b"), sk = S("2") } },
+                        LastEvaluatedKey = { pk = S("b"), sk = S("2") } }
+        end
+        return 200, '{"Items":[{"pk":{"S":"c"},"sk":{"S":"3"}},{"pk":'
+      end })
+      local it = t:scan()
+      assert.equal("a", it().pk)
+      assert.equal("b", it().pk)
+      assert.equal("c", it().pk) -- the second page's good item comes before its error
+      local ok, err = pcall(it)
+      assert.is_false(ok)
+      assert.is_true(errors.is(err, "InvalidResponse"))
+      assert.matches("^DynamoTable%(my_table_name%): Scan: the response is not valid JSON %(json: unexpected end", err.message)
+    end)
+
     it("limit 1 gives exactly one record and sends Limit=1", function()
       local t, calls = manager(routes{ Scan = { Items = { { pk = S("a"), sk = S("1") }, { pk = S("b"), sk = S("2") } } } })
       local out = {}
