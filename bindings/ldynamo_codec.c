@@ -2603,6 +2603,8 @@ static const luaL_Reg s_funcs[] = {
     {"encode_items", l_encode_items},
     {"encode_keys", l_encode_keys},
     {"page", l_page},
+    {"page_next", l_page_next},
+    {"page_result", l_page_result},
     {"key_id", l_key_id},
     {"index_items", l_index_items},
     {"json_decode", l_json_decode},

@@ -53,6 +53,7 @@ local json_encode, json_decode = core.json_encode, core.json_decode
 local encode_item_json, encode_items = core.encode_item, core.encode_items
 local key_id, index_items, encode_keys = core.key_id, core.index_items, core.encode_keys
 local new_table = core.new_table
+local page_next, page_result = core.page_next, core.page_result
 local as_item = core.as_item
 
 local expressions_module, DataTable_module
@@ -1362,25 +1363,23 @@ local function pager(self, op, params, limit, page_limit, raw, segments)
     started = true
     return true
   end
-  -- the next item of the current single page; at its end, its LastEvaluatedKey
-  local function page_item()
-    local item, err = page:next()
-    if item ~= nil then return item end
+  -- at the end of a single page: its LastEvaluatedKey, or the error of a broken one
+  local function page_end(err)
+    local ended = page
+    page = nil
     if err then
-      page = nil
       error(errors.new("InvalidResponse", ("%s: %s: the response is not valid JSON (%s)"):format(label(self), op,
         tostring(err)), { retryable = false }), 0)
     end
-    state = page:result().LastEvaluatedKey or false
-    page = nil
-    return nil
+    state = page_result(ended).LastEvaluatedKey or false
   end
   return function()
     while true do
       if limit and returned >= limit then return nil end
-      local item
+      local item, err
       if page then
-        item = page_item()
+        item, err = page_next(page)
+        if item == nil then page_end(err) end
       elseif pos < n then
         pos = pos + 1
         item = items[pos]
