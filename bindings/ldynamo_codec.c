@@ -1979,10 +1979,10 @@ struct s_page {
     int done;     /* the document was read to its end */
 };
 
-/* Reads the response object's members from the current position until the
- * Items array opens (in_items) or the object closes (done). Stack: 1 page,
- * 2 the members table. */
-static void s_page_members(struct s_read *d, struct s_page *pg, int at_start) {
+/* Reads the response object's members from the current position into the
+ * table at `members`, until the Items array opens (in_items) or the object
+ * closes (done). */
+static void s_page_members(struct s_read *d, struct s_page *pg, int at_start, int members) {
     lua_State *L = d->L;
     struct dyn_json_token t;
     if (at_start) {
@@ -2008,50 +2008,67 @@ static void s_page_members(struct s_read *d, struct s_page *pg, int at_start) {
         }
         s_push_tok_string(d, &t);
         s_dec_plain(d, s_member_mode(M_TOP, t.text));
-        lua_rawset(L, 2);
+        lua_rawset(L, members);
     } while (s_more(d, '}', "expected ',' or '}'"));
 end:
     s_read_end(d);
     pg->done = 1;
 }
 
-/* The protected step behind page:next(): pushes the next item, or nothing at
- * the end. */
+/* The protected step behind page:next() and page_fill: (page, buf, max)
+ * reads up to max items into buf[1..] and pushes their count. */
 static int l_page_step(lua_State *L) {
     struct s_page *pg = lua_touserdata(L, 1);
+    lua_Integer max = lua_tointeger(L, 3), n = 0;
     struct s_state *st;
     int st_idx;
     struct s_read d;
-    lua_settop(L, 1);
-    lua_getiuservalue(L, 1, 1); /* 2: the members table */
+    lua_settop(L, 3);
+    lua_getiuservalue(L, 1, 1); /* 4: the members table */
     st = s_acquire(L, &st_idx);
     s_read_init(&d, L, st, dyn_buf_slice(&pg->body));
     d.r.p = d.r.begin + pg->pos;
-    for (;;) {
-        if (pg->done) {
-            s_release(st);
-            return 0;
-        }
+    while (n < max && !pg->done) {
         if (!pg->in_items) {
-            s_page_members(&d, pg, pg->pos == 0);
+            s_page_members(&d, pg, pg->pos == 0, 4);
         } else if (s_peek(&d) == ']') {
             d.r.p++;
             pg->in_items = 0;
-            s_page_members(&d, pg, 0);
+            s_page_members(&d, pg, 0, 4);
         } else {
-            int more;
             s_dec_av_map(&d, 0);
-            more = s_more(&d, ']', "expected ',' or ']'");
-            if (!more) d.r.p--; /* the ']' is read by the next step */
-            pg->pos = (size_t)(d.r.p - d.r.begin);
-            s_release(st);
-            return 1;
+            lua_rawseti(L, 2, ++n);
+            if (!s_more(&d, ']', "expected ',' or ']'")) d.r.p--; /* the ']' is read next */
         }
         pg->pos = (size_t)(d.r.p - d.r.begin);
     }
+    s_release(st);
+    lua_pushinteger(L, n);
+    return 1;
 }
 
 static const char s_page_step_key = 0; /* its address keys the registry entry */
+
+/* Runs the step for up to max items into the table at buf: the count, or
+ * -1 with the message pushed. */
+static lua_Integer s_page_read(lua_State *L, struct s_page *pg, int page, int buf, lua_Integer max) {
+    int rc;
+    lua_Integer n;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &s_page_step_key);
+    lua_pushvalue(L, page);
+    lua_pushvalue(L, buf);
+    lua_pushinteger(L, max);
+    rc = lua_pcall(L, 3, 1, 0);
+    if (rc == LUA_ERRMEM) lua_error(L);
+    if (rc != LUA_OK) {
+        pg->done = 1; /* nothing more can be read */
+        return -1;
+    }
+    n = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    if (pg->done) dyn_buf_free(&pg->body); /* read to its end: the text is not needed */
+    return n;
+}
 
 /*
  * page:next() -> the next item (native values), or nil after the last one;
@@ -2059,20 +2076,43 @@ static const char s_page_step_key = 0; /* its address keys the registry entry */
  */
 static int l_page_next(lua_State *L) {
     struct s_page *pg = luaL_checkudata(L, 1, PAGE_MT);
-    int rc;
+    lua_Integer n;
     if (pg->done) return 0;
     lua_settop(L, 1);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &s_page_step_key);
-    lua_pushvalue(L, 1);
-    rc = lua_pcall(L, 1, 1, 0);
-    if (rc == LUA_ERRMEM) return lua_error(L);
-    if (rc != LUA_OK) {
-        pg->done = 1; /* nothing more can be read */
+    lua_createtable(L, 1, 0); /* 2 */
+    n = s_page_read(L, pg, 1, 2, 1);
+    if (n < 0) {
         luaL_pushfail(L);
         lua_insert(L, -2);
         return 2;
     }
-    if (pg->done) dyn_buf_free(&pg->body); /* read to its end: the text is not needed */
+    if (n == 0) return 0;
+    lua_rawgeti(L, 2, 1);
+    return 1;
+}
+
+/*
+ * core.page_fill(page, buf, max) -> n: the next up to max items in buf[1..n]
+ * (0 after the last one); nil, message for a broken body. For loops that
+ * take items in runs, without a call per item.
+ */
+static int l_page_fill(lua_State *L) {
+    struct s_page *pg = luaL_checkudata(L, 1, PAGE_MT);
+    lua_Integer max = luaL_checkinteger(L, 3), n;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    luaL_argcheck(L, max >= 1, 3, "at least 1");
+    lua_settop(L, 3);
+    if (pg->done) {
+        lua_pushinteger(L, 0);
+        return 1;
+    }
+    n = s_page_read(L, pg, 1, 2, max);
+    if (n < 0) {
+        luaL_pushfail(L);
+        lua_insert(L, -2);
+        return 2;
+    }
+    lua_pushinteger(L, n);
     return 1;
 }
 
@@ -2604,6 +2644,7 @@ static const luaL_Reg s_funcs[] = {
     {"encode_keys", l_encode_keys},
     {"page", l_page},
     {"page_next", l_page_next},
+    {"page_fill", l_page_fill},
     {"page_result", l_page_result},
     {"key_id", l_key_id},
     {"index_items", l_index_items},

@@ -53,7 +53,7 @@ local json_encode, json_decode = core.json_encode, core.json_decode
 local encode_item_json, encode_items = core.encode_item, core.encode_items
 local key_id, index_items, encode_keys = core.key_id, core.index_items, core.encode_keys
 local new_table = core.new_table
-local page_next, page_result = core.page_next, core.page_result
+local page_fill, page_result = core.page_fill, core.page_result
 local as_item = core.as_item
 
 local expressions_module, DataTable_module
@@ -1315,11 +1315,16 @@ end
 
 -- The paging iterator shared by query and scan: streams one page at a time;
 -- `limit` counts returned records. `segments` > 1 runs a parallel scan.
+local PAGE_RUN = 32 -- items decoded at a time from a page: a few tens of KB, in cache
+
 local function pager(self, op, params, limit, page_limit, raw, segments)
   if limit == 0 then return function() return nil end end
   local client = self.client
   local items, pos, n = nil, 0, 0
-  local page -- the current response (single): items are read from it one at a time
+  -- the current response (single): its items are read a run at a time into
+  -- `run`, so a page is never decoded whole
+  local page
+  local run, rpos, rn = {}, 0, 0
   local returned = 0
   local rc = (not raw) and self.record_class or nil
   local state -- single: LastEvaluatedKey or false when done; parallel: per-segment keys
@@ -1376,10 +1381,15 @@ local function pager(self, op, params, limit, page_limit, raw, segments)
   return function()
     while true do
       if limit and returned >= limit then return nil end
-      local item, err
-      if page then
-        item, err = page_next(page)
-        if item == nil then page_end(err) end
+      local item
+      if rpos < rn then
+        rpos = rpos + 1
+        item = run[rpos]
+        run[rpos] = nil
+      elseif page then
+        local got, err = page_fill(page, run, PAGE_RUN)
+        if not got or got == 0 then page_end(err) end
+        rpos, rn = 0, got or 0
       elseif pos < n then
         pos = pos + 1
         item = items[pos]

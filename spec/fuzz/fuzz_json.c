@@ -9,7 +9,9 @@
  *    escaped one gives valid UTF-8;
  *  - canonical number text is a fixed point (canon(canon(x)) == canon(x)),
  *    and classifying it as a float or integer gives the same text back;
- *  - base64 that decodes re-encodes to the same text (one text per bytes).
+ *  - base64 that decodes re-encodes to the same text (one text per bytes);
+ *  - the inlined fast string scanner agrees with the full one: same status,
+ *    token, end position and error.
  *
  *   CC=clang cmake -S . -B build-fuzz -DDYN_FUZZ=ON && cmake --build build-fuzz --target fuzz_json
  *   build-fuzz/fuzz_json -max_total_time=60
@@ -54,6 +56,29 @@ static void s_fuzz_reader(dyn_slice text) {
     dyn_buf_free(&tmp);
 }
 
+/* Both string scanners from the same quote: every outcome must be equal. */
+static void s_fuzz_scan_string(dyn_slice text) {
+    struct dyn_json_reader a, b;
+    struct dyn_json_token ta, tb;
+    int ra, rb;
+    /* an exact-size copy, so ASan sees any read past the end */
+    char *copy = malloc(text.len + 1);
+    if (!copy) return;
+    copy[0] = '"';
+    if (text.len) memcpy(copy + 1, text.ptr, text.len);
+    dyn_json_reader_init(&a, dyn_slice_make(copy, text.len + 1));
+    dyn_json_reader_init(&b, dyn_slice_make(copy, text.len + 1));
+    ra = dyn_json_scan_string(&a, &ta);
+    rb = dyn_json_scan_string_fast(&b, &tb);
+    s_check(ra == rb && a.p == b.p);
+    if (ra == DYN_OK) {
+        s_check(ta.text.ptr == tb.text.ptr && ta.text.len == tb.text.len && ta.escaped == tb.escaped);
+    } else {
+        s_check(a.err_pos == b.err_pos && strcmp(a.err, b.err) == 0);
+    }
+    free(copy);
+}
+
 static void s_fuzz_number(dyn_slice text) {
     char canon[DYN_AV_NUM_MAX], again[DYN_AV_NUM_MAX], back[DYN_AV_NUM_MAX];
     size_t len, len2, len3;
@@ -92,10 +117,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     struct dyn_buf out = DYN_BUF_INIT(dyn_default_allocator());
     if (size == 0) return 0;
     text = dyn_slice_make((const char *)data + 1, size - 1);
-    switch (data[0] % 4) {
+    switch (data[0] % 5) {
     case 0: s_fuzz_reader(text); break;
     case 1: s_fuzz_number(text); break;
     case 2: s_fuzz_base64(text); break;
+    case 4: s_fuzz_scan_string(text); break;
     default:
         /* error documents: the lookup must agree with the reader on validity */
         if (dyn_json_get_string(text, "__type", &out) == DYN_OK)

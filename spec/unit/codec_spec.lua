@@ -819,6 +819,22 @@ describe("dynamo.core codec", function()
       end
     end)
 
+    it("page_fill reads items in runs, then 0 at the end, and nil, message for a broken page", function()
+      local page = core.page('{"Items":[{"n":{"N":"1"}},{"n":{"N":"2"}},{"n":{"N":"3"}}],"Count":3}')
+      local buf = {}
+      assert.equal(2, core.page_fill(page, buf, 2))
+      assert.same({ { n = 1 }, { n = 2 } }, buf)
+      assert.equal(1, core.page_fill(page, buf, 2))
+      assert.equal(3, buf[1].n)
+      assert.equal(0, core.page_fill(page, buf, 2))
+      assert.equal(3, core.page_result(page).Count)
+      assert.equal(0, core.page_fill(page, buf, 2))
+      local n, err = core.page_fill(core.page('{"Items":[{"n":{"N":"1"}},{"n":'), {}, 10)
+      assert.is_nil(n)
+      assert.equal("json: unexpected end of input at byte 32", err)
+      assert.has_error(function() core.page_fill(page, buf, 0) end)
+    end)
+
     it("gives the same items as json_decode for a large page", function()
       local parts = {}
       for i = 1, 3000 do
