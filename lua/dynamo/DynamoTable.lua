@@ -832,10 +832,12 @@ local function write_entries(self, tname, n, kind, chunk)
   run_batch(self, "BatchWriteItem", bodies, false, on_response, leftover_of(tname), "UnprocessedItems")
 end
 
--- How many records one round of the engine takes from a stream.
-local function window_size(self, per_request)
+-- How many records one round of the engine takes from a stream: `rounds`
+-- requests per connection. Reads keep to one round (800 keys by default):
+-- the round's items are merged and handed out while still in cache.
+local function window_size(self, per_request, rounds)
   local c = self.client.concurrency or 8
-  return per_request * c * 4
+  return per_request * c * rounds
 end
 
 -- A window of prepared records: parallel arrays of records, partition key
@@ -1012,7 +1014,7 @@ local function batch_get_iter(self, records, opts, what, use_cache)
   local tname = self:get_table_name()
   local consistent = opts.consistent_read
   local fill = window_filler(self, records, what)
-  local window = window_size(self, MAX_BATCH_GET)
+  local window = window_size(self, MAX_BATCH_GET, 1)
   local w = new_window()
   local out, flags, pos, count = {}, {}, 0, 0
   local done = false
@@ -1201,7 +1203,7 @@ local function batch_upsert_run(self, records, opts, what, written)
   local sine_keys = list_of(opts.set_if_not_exists_keys, "set_if_not_exists_keys")
   local read_existing = opts.read_existing ~= false
   local fill = window_filler(self, records, what)
-  local window = window_size(self, MAX_BATCH_WRITE)
+  local window = window_size(self, MAX_BATCH_WRITE, 4)
   local w = new_window()
   local now = now_string(self)
   while true do
@@ -1249,7 +1251,7 @@ end
 -- every input record with its keys.
 local function batch_delete_run(self, fill, collect)
   local tname = self:get_table_name()
-  local window = window_size(self, MAX_BATCH_WRITE)
+  local window = window_size(self, MAX_BATCH_WRITE, 4)
   local w = new_window()
   local pk, sk = self._pk, self._sk
   local total = 0
