@@ -996,11 +996,23 @@ static int s_finish_out(lua_State *L, struct s_state *st) {
  * the shape they expect (an AttributeValue is a one-member object), so
  * they skip the pull reader's state machine.
  */
+#define NAME_SLOTS 64 /* a power of two */
+#define NAME_MAX_LEN 32
+
 struct s_read {
     lua_State *L;
     struct s_state *st;
     int depth;   /* containers open, against DYN_JSON_MAX_DEPTH */
     int avdepth; /* AV maps open, for the size hints */
+    /*
+     * Member names seen in this document, kept on the Lua stack from
+     * `names` on: items of one table repeat their names, and pushing a stack
+     * slot costs a fraction of interning the bytes again. name_ptr is the Lua
+     * string's own bytes (alive while the slot holds it); NULL when empty.
+     */
+    int names;
+    const char *name_ptr[NAME_SLOTS];
+    unsigned char name_len[NAME_SLOTS];
     struct dyn_json_reader r;
 };
 
@@ -1076,6 +1088,35 @@ static void s_push_tok_string(struct s_read *d, const struct dyn_json_token *t) 
     dyn_slice s = s_tok_string(d, t);
     lua_pushlstring(d->L, s.ptr, s.len);
 }
+
+/* Pushes a member name, from the document's name slots when it is there. */
+static void s_push_name(struct s_read *d, const struct dyn_json_token *t) {
+    const char *p = t->text.ptr;
+    size_t n = t->text.len;
+    unsigned h;
+    uint32_t a, b;
+    if (t->escaped || n > NAME_MAX_LEN) {
+        s_push_tok_string(d, t);
+        return;
+    }
+    if (n >= 4) {
+        memcpy(&a, p, 4);
+        memcpy(&b, p + n - 4, 4);
+    } else {
+        a = n ? (uint32_t)(unsigned char)p[0] | (uint32_t)(unsigned char)p[n - 1] << 8 : 0;
+        b = n > 1 ? (unsigned char)p[1] : 0;
+    }
+    h = (unsigned)(((a * 0x9E3779B1u) ^ (b * 0x85EBCA77u) ^ (uint32_t)n) >> 26) & (NAME_SLOTS - 1);
+    if (d->name_ptr[h] && d->name_len[h] == n && memcmp(d->name_ptr[h], p, n) == 0) {
+        lua_pushvalue(d->L, d->names + (int)h);
+        return;
+    }
+    d->name_ptr[h] = lua_pushlstring(d->L, p, n);
+    d->name_len[h] = (unsigned char)n;
+    lua_pushvalue(d->L, -1);
+    lua_replace(d->L, d->names + (int)h);
+}
+
 
 /* Where a token starts (its opening quote for strings). */
 static const char *s_tok_at(const struct dyn_json_token *t) {
@@ -1208,7 +1249,7 @@ static void s_dec_av_map(struct s_read *d, int tag_empty) {
     } else {
         do {
             s_string_tok(d, &t, "expected a member name");
-            s_push_tok_string(d, &t);
+            s_push_name(d, &t);
             s_expect(d, ':', "expected ':'");
             s_dec_av_fast(d);
             lua_rawset(L, -3);
@@ -1467,9 +1508,15 @@ static void s_dec_plain(struct s_read *d, enum s_mode mode) {
     }
 }
 
+/* Pushes the name slots: the decoded value goes above them, at the top. */
 static void s_read_init(struct s_read *d, lua_State *L, struct s_state *st, dyn_slice text) {
+    int i;
     d->L = L;
     d->st = st;
+    if (!lua_checkstack(L, NAME_SLOTS + 8)) luaL_error(L, "not enough memory");
+    d->names = lua_gettop(L) + 1;
+    for (i = 0; i < NAME_SLOTS; i++) lua_pushnil(L);
+    memset(d->name_ptr, 0, sizeof d->name_ptr);
     d->depth = 0;
     d->avdepth = 0;
     dyn_json_reader_init(&d->r, text);

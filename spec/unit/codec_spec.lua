@@ -763,6 +763,28 @@ describe("dynamo.core codec", function()
     end)
   end)
 
+  describe("member names", function()
+    it("decodes many distinct, colliding, long and escaped names in one document exactly", function()
+      local items, want = {}, {}
+      for i = 1, 50 do
+        local item, parts = {}, {}
+        for k = 1, 120 do
+          local name = ("n%d_%d"):format(k, (i * k) % 7)
+          if k % 17 == 0 then name = name .. ("L"):rep(40) end -- longer than the slots take
+          item[name] = k
+          parts[#parts + 1] = ('"%s":{"N":"%d"}'):format(name, k)
+        end
+        item["a\"q"] = i
+        parts[#parts + 1] = '"a\\\"q":{"N":"' .. i .. '"}'
+        want[i] = item
+        items[i] = "{" .. table.concat(parts, ",") .. "}"
+      end
+      local got = json_decode('{"Items":[' .. table.concat(items, ",") .. ']}', true).Items
+      assert.equal(50, #got)
+      for i = 1, 50 do assert.same(want[i], got[i]) end
+    end)
+  end)
+
   describe("pages", function()
     local function read_all(page)
       local out = {}
