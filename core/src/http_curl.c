@@ -2,6 +2,8 @@
 #include "dynamo/http.h"
 
 #include <curl/curl.h>
+#include <errno.h>
+#include <poll.h>
 #include <time.h>
 
 /* Response headers the call reads; everything else is skipped unstored. */
@@ -32,10 +34,23 @@ struct s_slot {
     int hset[H_COUNT];
 };
 
+/* A socket libcurl asked to watch, and for what (CURL_POLL_IN/OUT/INOUT). */
+struct s_watch {
+    curl_socket_t fd;
+    int what;
+};
+
 struct dyn_http {
     const struct dyn_allocator *alloc;
     struct dyn_http_config cfg;
     CURLM *multi; /* owns the connection cache shared by every slot */
+    /* The multi_socket interface: curl names the sockets to watch and one
+       timer, and only the transfer whose socket is ready runs, instead of
+       every transfer probing its socket on each wakeup. */
+    struct s_watch *watch;
+    struct pollfd *pfds; /* room for one pollfd per watched socket */
+    int nwatch, capwatch;
+    int64_t timer_at; /* monotonic ms when curl's timer fires; -1: none */
     struct s_slot *slots;
     struct dyn_buf spares[S_MAX_SPARES]; /* recycled response buffers */
     int nspares;
@@ -59,6 +74,45 @@ static int64_t s_mono_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int s_on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp) {
+    struct dyn_http *http = userp;
+    int i;
+    (void)easy;
+    (void)socketp;
+    for (i = 0; i < http->nwatch; i++)
+        if (http->watch[i].fd == fd) break;
+    if (what == CURL_POLL_REMOVE) {
+        if (i < http->nwatch) http->watch[i] = http->watch[--http->nwatch];
+        return 0;
+    }
+    if (i == http->nwatch) {
+        if (http->nwatch == http->capwatch) {
+            int cap = http->capwatch ? http->capwatch * 2 : 16;
+            struct s_watch *grown =
+                dyn_mem_realloc(http->alloc, http->watch, sizeof *http->watch * (size_t)http->capwatch,
+                                sizeof *http->watch * (size_t)cap);
+            struct pollfd *pgrown;
+            if (!grown) return -1; /* curl fails the transfer */
+            http->watch = grown;
+            pgrown = dyn_mem_realloc(http->alloc, http->pfds, sizeof *http->pfds * (size_t)http->capwatch,
+                                     sizeof *http->pfds * (size_t)cap);
+            if (!pgrown) return -1;
+            http->pfds = pgrown;
+            http->capwatch = cap;
+        }
+        http->watch[http->nwatch++].fd = fd;
+    }
+    http->watch[i].what = what;
+    return 0;
+}
+
+static int s_on_timer(CURLM *multi, long timeout_ms, void *userp) {
+    struct dyn_http *http = userp;
+    (void)multi;
+    http->timer_at = timeout_ms < 0 ? -1 : s_mono_ms() + timeout_ms;
+    return 0;
 }
 
 static char s_lower(char c) { return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c; }
@@ -170,7 +224,12 @@ int dyn_http_new(const struct dyn_http_config *cfg, const struct dyn_allocator *
         goto cleanup;
     }
     /* Keep one idle connection per possible transfer between runs. */
-    if (curl_multi_setopt(http->multi, CURLMOPT_MAXCONNECTS, (long)cfg->concurrency) != CURLM_OK) {
+    http->timer_at = -1;
+    if (curl_multi_setopt(http->multi, CURLMOPT_MAXCONNECTS, (long)cfg->concurrency) != CURLM_OK ||
+        curl_multi_setopt(http->multi, CURLMOPT_SOCKETFUNCTION, s_on_socket) != CURLM_OK ||
+        curl_multi_setopt(http->multi, CURLMOPT_SOCKETDATA, (void *)http) != CURLM_OK ||
+        curl_multi_setopt(http->multi, CURLMOPT_TIMERFUNCTION, s_on_timer) != CURLM_OK ||
+        curl_multi_setopt(http->multi, CURLMOPT_TIMERDATA, (void *)http) != CURLM_OK) {
         rc = DYN_ENOMEM;
         goto cleanup;
     }
@@ -208,6 +267,8 @@ void dyn_http_destroy(struct dyn_http *http) {
     }
     for (i = 0; i < http->nspares; i++) dyn_buf_free(&http->spares[i]);
     if (http->multi) curl_multi_cleanup(http->multi);
+    dyn_mem_free(http->alloc, http->watch, sizeof *http->watch * (size_t)http->capwatch);
+    dyn_mem_free(http->alloc, http->pfds, sizeof *http->pfds * (size_t)http->capwatch);
     if (http->global_init) curl_global_cleanup();
     dyn_mem_free(http->alloc, http, sizeof *http);
 }
@@ -355,6 +416,41 @@ static size_t s_pop(struct s_run *run, size_t n) {
     return index;
 }
 
+/*
+ * Polls the sockets curl watches for up to timeout_ms and hands each ready
+ * one to curl. The set is copied first: curl changes it while it runs.
+ */
+static int s_wait(struct dyn_http *http, int timeout_ms) {
+    struct pollfd *fds = http->pfds;
+    int nfds = 0, i, ready;
+    if (http->nwatch == 0) {
+        /* nothing to watch (curl is between steps): sleep until its timer */
+        if (timeout_ms > 0) poll(NULL, 0, timeout_ms);
+        return DYN_OK;
+    }
+    for (i = 0; i < http->nwatch; i++) {
+        int what = http->watch[i].what;
+        fds[nfds].fd = http->watch[i].fd;
+        fds[nfds].events = (short)(((what & CURL_POLL_IN) ? POLLIN : 0) | ((what & CURL_POLL_OUT) ? POLLOUT : 0));
+        fds[nfds].revents = 0;
+        nfds++;
+    }
+    ready = poll(fds, (nfds_t)nfds, timeout_ms);
+    if (ready < 0) return errno == EINTR ? DYN_OK : DYN_ETRANSPORT;
+    for (i = 0; i < nfds && ready > 0; i++) {
+        int ev = 0, running;
+        CURLMcode mc;
+        if (!fds[i].revents) continue;
+        ready--;
+        if (fds[i].revents & (POLLIN | POLLHUP)) ev |= CURL_CSELECT_IN;
+        if (fds[i].revents & POLLOUT) ev |= CURL_CSELECT_OUT;
+        if (fds[i].revents & (POLLERR | POLLNVAL)) ev |= CURL_CSELECT_ERR;
+        mc = curl_multi_socket_action(http->multi, fds[i].fd, ev, &running);
+        if (mc != CURLM_OK) return mc == CURLM_OUT_OF_MEMORY ? DYN_ENOMEM : DYN_ETRANSPORT;
+    }
+    return DYN_OK;
+}
+
 int dyn_http_run(struct dyn_http *http, struct dyn_call *const *calls, size_t n) {
     struct s_run run;
     size_t done = 0, i, k;
@@ -418,11 +514,16 @@ int dyn_http_run(struct dyn_http *http, struct dyn_call *const *calls, size_t n)
 
         if (in_flight) {
             CURLMsg *msg;
-            int running, left, completed = 0;
-            mc = curl_multi_perform(http->multi, &running);
-            if (mc != CURLM_OK) {
-                rc = mc == CURLM_OUT_OF_MEMORY ? DYN_ENOMEM : DYN_ETRANSPORT;
-                goto fail;
+            int left, completed = 0;
+            /* curl's timer (0 right after a transfer is added) runs what is due */
+            if (http->timer_at >= 0 && http->timer_at <= s_mono_ms()) {
+                int running;
+                http->timer_at = -1;
+                mc = curl_multi_socket_action(http->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+                if (mc != CURLM_OK) {
+                    rc = mc == CURLM_OUT_OF_MEMORY ? DYN_ENOMEM : DYN_ETRANSPORT;
+                    goto fail;
+                }
             }
             while ((msg = curl_multi_info_read(http->multi, &left)) != NULL) {
                 struct s_slot *slot;
@@ -443,12 +544,12 @@ int dyn_http_run(struct dyn_http *http, struct dyn_call *const *calls, size_t n)
             int64_t left_ms = run.wake[run.waiting[k]] - mono;
             if (left_ms < timeout) timeout = left_ms < 0 ? 0 : (long)left_ms;
         }
-        /* Sleeps until a socket is ready, curl's own timer fires, or the nearest backoff ends. */
-        mc = curl_multi_poll(http->multi, NULL, 0, (int)timeout, NULL);
-        if (mc != CURLM_OK) {
-            rc = mc == CURLM_OUT_OF_MEMORY ? DYN_ENOMEM : DYN_ETRANSPORT;
-            goto fail;
+        if (http->timer_at >= 0) {
+            int64_t left_ms = http->timer_at - s_mono_ms();
+            if (left_ms < timeout) timeout = left_ms < 0 ? 0 : (long)left_ms;
         }
+        /* Sleeps until a socket is ready, curl's timer fires, or the nearest backoff ends. */
+        if ((rc = s_wait(http, (int)timeout)) < 0) goto fail;
     }
     goto cleanup;
 fail:
