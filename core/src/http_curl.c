@@ -48,8 +48,11 @@ struct dyn_http {
        timer, and only the transfer whose socket is ready runs, instead of
        every transfer probing its socket on each wakeup. */
     struct s_watch *watch;
-    struct pollfd *pfds; /* room for one pollfd per watched socket */
     int nwatch, capwatch;
+    /* the poll set of one wait, a snapshot of `watch`: curl may change the
+       watch list (and grow it) while the ready sockets are handed to it */
+    struct pollfd *pfds;
+    int cappfds;
     int64_t timer_at; /* monotonic ms when curl's timer fires; -1: none */
     struct s_slot *slots;
     struct dyn_buf spares[S_MAX_SPARES]; /* recycled response buffers */
@@ -93,13 +96,8 @@ static int s_on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void
             struct s_watch *grown =
                 dyn_mem_realloc(http->alloc, http->watch, sizeof *http->watch * (size_t)http->capwatch,
                                 sizeof *http->watch * (size_t)cap);
-            struct pollfd *pgrown;
             if (!grown) return -1; /* curl fails the transfer */
             http->watch = grown;
-            pgrown = dyn_mem_realloc(http->alloc, http->pfds, sizeof *http->pfds * (size_t)http->capwatch,
-                                     sizeof *http->pfds * (size_t)cap);
-            if (!pgrown) return -1;
-            http->pfds = pgrown;
             http->capwatch = cap;
         }
         http->watch[http->nwatch++].fd = fd;
@@ -268,7 +266,7 @@ void dyn_http_destroy(struct dyn_http *http) {
     for (i = 0; i < http->nspares; i++) dyn_buf_free(&http->spares[i]);
     if (http->multi) curl_multi_cleanup(http->multi);
     dyn_mem_free(http->alloc, http->watch, sizeof *http->watch * (size_t)http->capwatch);
-    dyn_mem_free(http->alloc, http->pfds, sizeof *http->pfds * (size_t)http->capwatch);
+    dyn_mem_free(http->alloc, http->pfds, sizeof *http->pfds * (size_t)http->cappfds);
     if (http->global_init) curl_global_cleanup();
     dyn_mem_free(http->alloc, http, sizeof *http);
 }
@@ -421,13 +419,21 @@ static size_t s_pop(struct s_run *run, size_t n) {
  * one to curl. The set is copied first: curl changes it while it runs.
  */
 static int s_wait(struct dyn_http *http, int timeout_ms) {
-    struct pollfd *fds = http->pfds;
+    struct pollfd *fds;
     int nfds = 0, i, ready;
     if (http->nwatch == 0) {
         /* nothing to watch (curl is between steps): sleep until its timer */
         if (timeout_ms > 0) poll(NULL, 0, timeout_ms);
         return DYN_OK;
     }
+    if (http->cappfds < http->nwatch) {
+        struct pollfd *grown = dyn_mem_realloc(http->alloc, http->pfds, sizeof *http->pfds * (size_t)http->cappfds,
+                                               sizeof *http->pfds * (size_t)http->capwatch);
+        if (!grown) return DYN_ENOMEM;
+        http->pfds = grown;
+        http->cappfds = http->capwatch;
+    }
+    fds = http->pfds;
     for (i = 0; i < http->nwatch; i++) {
         int what = http->watch[i].what;
         fds[nfds].fd = http->watch[i].fd;
@@ -446,7 +452,9 @@ static int s_wait(struct dyn_http *http, int timeout_ms) {
         if (fds[i].revents & POLLOUT) ev |= CURL_CSELECT_OUT;
         if (fds[i].revents & (POLLERR | POLLNVAL)) ev |= CURL_CSELECT_ERR;
         mc = curl_multi_socket_action(http->multi, fds[i].fd, ev, &running);
-        if (mc != CURLM_OK) return mc == CURLM_OUT_OF_MEMORY ? DYN_ENOMEM : DYN_ETRANSPORT;
+        /* a socket closed by an earlier action in this loop is no longer curl's */
+        if (mc != CURLM_OK && mc != CURLM_BAD_SOCKET)
+            return mc == CURLM_OUT_OF_MEMORY ? DYN_ENOMEM : DYN_ETRANSPORT;
     }
     return DYN_OK;
 }

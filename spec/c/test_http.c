@@ -379,6 +379,34 @@ TEST(runs_up_to_concurrency_transfers_at_once) {
     server_stop(&srv);
 }
 
+/* More sockets than the driver's first watch list holds: it grows while
+   curl adds sockets, and every transfer still completes. */
+TEST(many_concurrent_transfers) {
+    struct server srv;
+    struct dyn_call_config cfg;
+    struct dyn_http *http;
+    struct dyn_http_stats st;
+    struct dyn_call *calls[60];
+    int i;
+    CHECK(server_start(&srv, M_BATCH, 25) == 0);
+    config(&cfg, srv.url, 1);
+    http = driver(5000, 24);
+    for (i = 0; i < 60; i++)
+        CHECK_EQ_INT(dyn_call_new(&cfg, DYN_SLICE_LIT("PutItem"), DYN_SLICE_LIT("{}"), &calls[i]), DYN_OK);
+    CHECK_EQ_INT(dyn_http_run(http, calls, 60), DYN_OK);
+    for (i = 0; i < 60; i++) {
+        CHECK_EQ_INT(dyn_call_status(calls[i]), DYN_OK);
+        CHECK(body_has(calls[i], "\"conns\":24}"));
+        dyn_call_free(calls[i]);
+    }
+    dyn_http_get_stats(http, &st);
+    CHECK_EQ_INT(st.requests, 60);
+    CHECK_EQ_INT(st.connections, 24);
+    dyn_http_destroy(http);
+    dyn_call_config_free(&cfg);
+    server_stop(&srv);
+}
+
 TEST(runner_retries_with_backoff) {
     struct server srv;
     struct dyn_call_config cfg;
@@ -563,6 +591,7 @@ int main(void) {
     RUN(keep_alive_reuses_one_connection);
     RUN(recycled_response_memory_serves_the_next_response);
     RUN(runs_up_to_concurrency_transfers_at_once);
+    RUN(many_concurrent_transfers);
     RUN(runner_retries_with_backoff);
     RUN(error_headers_are_captured);
     RUN(bad_checksum_is_retried_then_reported);
