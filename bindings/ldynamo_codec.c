@@ -19,6 +19,13 @@
  *   unmarshal(av_map [, root]) / unmarshal_value(av [, root]) -> native
  *   number, number_text, binary, set, set_key, list, map, as_item, as_av,
  *   type_of, NULL, _metatables
+ * For the batch engine and the pager:
+ *   encode_items(list, i, j, sep [, suffix]) / encode_keys(pk, pv, sk, sv, i, j [, sep])
+ *                               -> many items or keys as AV maps in one string
+ *   key_id(pkv [, skv])         -> exact identity string of a key
+ *   index_items(items, pk, sk, into) -> into[key_id(...)] = item
+ *   page(text), page_next(page), page_fill(page, buf, max), page_result(page)
+ *                               -> a Query/Scan response read a few items at a time
  * Encoding errors read "<root><path>: <what>" (root defaults to "item" for
  * encode_item, "value" elsewhere); decoding errors "json: <what> at byte N"
  * (N 1-based).
