@@ -248,25 +248,13 @@ static int s_push_body(lua_State *L, struct dyn_call *call, int decode) {
 
 /* Replaces the decoder's message on top with the info of an InvalidResponse error. */
 static void s_invalid_response_info(lua_State *L, const struct dyn_call *call) {
-    const struct dyn_error *e = dyn_call_error(call);
     int msg = lua_gettop(L);
-    lua_createtable(L, 0, 8);
+    /* the call's own record (status 200, request id, attempts), as an error */
+    s_push_info(L, dyn_call_error(call));
     lua_pushliteral(L, "InvalidResponse");
     lua_setfield(L, -2, "code");
     lua_pushfstring(L, "the response is not valid JSON (%s)", lua_tostring(L, msg));
     lua_setfield(L, -2, "message");
-    lua_pushinteger(L, 200);
-    lua_setfield(L, -2, "status");
-    if (e->request_id[0]) {
-        lua_pushstring(L, e->request_id);
-        lua_setfield(L, -2, "request_id");
-    }
-    lua_pushstring(L, dyn_retry_class_name(DYN_RETRY_CLIENT));
-    lua_setfield(L, -2, "retry_class");
-    lua_pushboolean(L, 0);
-    lua_setfield(L, -2, "retryable");
-    lua_pushinteger(L, e->attempts);
-    lua_setfield(L, -2, "attempts");
     lua_remove(L, msg);
 }
 

@@ -1937,50 +1937,37 @@ static int l_index_items(lua_State *L) {
     return 1;
 }
 
-/* core.decode_item(json) -> native item table. */
-static int l_decode_item(lua_State *L) {
+/* The document readers behind the decode entry points. */
+static void s_read_item(struct s_read *d) { s_dec_av_map(d, 0); }
+static void s_read_av(struct s_read *d) { s_dec_av(d); }
+static void s_read_plain(struct s_read *d) { s_dec_plain(d, M_PLAIN); }
+static void s_read_response(struct s_read *d) { s_dec_plain(d, M_TOP); }
+
+/* Reads the whole document `text` with `read` and returns its value; the
+ * stack is first cut to the `nargs` arguments (which keep text alive). */
+static int s_decode_entry(lua_State *L, dyn_slice text, int nargs, void (*read)(struct s_read *)) {
     struct s_state *st;
     int st_idx;
-    dyn_slice text = ldynamo_checkslice(L, 1);
     struct s_read d;
-    lua_settop(L, 1);
+    lua_settop(L, nargs);
     st = s_acquire(L, &st_idx);
     s_read_init(&d, L, st, text);
-    s_dec_av_map(&d, 0);
+    read(&d);
     s_read_end(&d);
     s_release(d.st);
     return 1;
 }
 
+/* core.decode_item(json) -> native item table. */
+static int l_decode_item(lua_State *L) { return s_decode_entry(L, ldynamo_checkslice(L, 1), 1, s_read_item); }
+
 /* core.decode_av(json) -> native value of one AttributeValue. */
-static int l_decode_av(lua_State *L) {
-    struct s_state *st;
-    int st_idx;
-    dyn_slice text = ldynamo_checkslice(L, 1);
-    struct s_read d;
-    lua_settop(L, 1);
-    st = s_acquire(L, &st_idx);
-    s_read_init(&d, L, st, text);
-    s_dec_av(&d);
-    s_read_end(&d);
-    s_release(d.st);
-    return 1;
-}
+static int l_decode_av(lua_State *L) { return s_decode_entry(L, ldynamo_checkslice(L, 1), 1, s_read_av); }
 
 /* core.json_decode(text [, unmarshal]) -> plain Lua value. */
 static int l_json_decode(lua_State *L) {
-    struct s_state *st;
-    int st_idx;
     dyn_slice text = ldynamo_checkslice(L, 1);
-    int unmarshal = lua_toboolean(L, 2);
-    struct s_read d;
-    lua_settop(L, 2);
-    st = s_acquire(L, &st_idx);
-    s_read_init(&d, L, st, text);
-    s_dec_plain(&d, unmarshal ? M_TOP : M_PLAIN);
-    s_read_end(&d);
-    s_release(d.st);
-    return 1;
+    return s_decode_entry(L, text, 2, lua_toboolean(L, 2) ? s_read_response : s_read_plain);
 }
 
 /*
@@ -1989,18 +1976,8 @@ static int l_json_decode(lua_State *L) {
  * through the registry, with a light userdata for the slice.
  */
 static int l_decode_slice(lua_State *L) {
-    struct s_state *st;
-    int st_idx;
     dyn_slice text = *(const dyn_slice *)lua_touserdata(L, 1);
-    int unmarshal = lua_toboolean(L, 2);
-    struct s_read d;
-    lua_settop(L, 2);
-    st = s_acquire(L, &st_idx);
-    s_read_init(&d, L, st, text);
-    s_dec_plain(&d, unmarshal ? M_TOP : M_PLAIN);
-    s_read_end(&d);
-    s_release(d.st);
-    return 1;
+    return s_decode_entry(L, text, 2, lua_toboolean(L, 2) ? s_read_response : s_read_plain);
 }
 
 static const char s_decode_slice_key = 0; /* its address keys the registry entry */

@@ -309,11 +309,22 @@ local function make_preparer(self)
   local pkt, skt = index.partition_key_type, index.sort_key_type
   local pcheck, scheck = KEY_CHECK[pkt], KEY_CHECK[skt]
   local pstring, sstring = pkt == "S", skt == "S"
-  local function hook_key(record, position, method)
-    local ok, v = pcall(self[method], self, record)
-    if not ok then
-      if errors.is(v) and position then v.message = v.message .. " (record " .. position .. ")" end
-      error(v, 0)
+  -- A key value of the record: its own, else the hook's; nil or a value not
+  -- of the key's type raises, naming the record.
+  local function key_value(record, position, name, method, what, typ, is_string_type, check)
+    local v = record[name]
+    if v == nil then
+      local ok, hv = pcall(self[method], self, record)
+      if not ok then
+        if errors.is(hv) and position then hv.message = hv.message .. " (record " .. position .. ")" end
+        error(hv, 0)
+      end
+      v = hv
+      if v == nil then key_error(self, record, position, name, what .. " %s is nil") end
+    end
+    if not (is_string_type and type(v) == "string") and not check(v) then
+      key_error(self, record, position, name, what .. " %s must be of type " .. typ
+        .. ", got " .. (core.type_of(v) or type(v)))
     end
     return v
   end
@@ -323,25 +334,9 @@ local function make_preparer(self)
     end
     if rc ~= nil and not (is_instance and is_instance(record)) then record = rc(record) end
     if normalize then record = normalize(self, record) or record end
-    local pkv = record[pk]
-    if pkv == nil then
-      pkv = hook_key(record, position, "get_partition_key")
-      if pkv == nil then key_error(self, record, position, pk, "partition key %s is nil") end
-    end
-    if not (pstring and type(pkv) == "string") and not pcheck(pkv) then
-      key_error(self, record, position, pk, "partition key %s must be of type " .. pkt
-        .. ", got " .. (core.type_of(pkv) or type(pkv)))
-    end
+    local pkv = key_value(record, position, pk, "get_partition_key", "partition key", pkt, pstring, pcheck)
     if sk == nil then return record, pkv, nil, key_id(pkv) end
-    local skv = record[sk]
-    if skv == nil then
-      skv = hook_key(record, position, "get_sort_key")
-      if skv == nil then key_error(self, record, position, sk, "sort key %s is nil") end
-    end
-    if not (sstring and type(skv) == "string") and not scheck(skv) then
-      key_error(self, record, position, sk, "sort key %s must be of type " .. skt
-        .. ", got " .. (core.type_of(skv) or type(skv)))
-    end
+    local skv = key_value(record, position, sk, "get_sort_key", "sort key", skt, sstring, scheck)
     return record, pkv, skv, key_id(pkv, skv)
   end
 end

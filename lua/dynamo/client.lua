@@ -120,20 +120,25 @@ local function host_call(self, op, body, decode)
   end
 end
 
---- Sends a JSON body for `op` and returns the decoded response. With
--- `unmarshal`, items in the response (Item, Items, Attributes, Responses)
--- come back as native Lua values. Raises DynamoTableError on failure (code
--- "InvalidResponse" for a body that is not valid JSON).
-function Client:send(op, body, unmarshal)
-  local decode = unmarshal and true or false
+-- One operation through the host transport or libcurl; `decode` as the
+-- core's call takes it (false, true or "page"). Raises DynamoTableError.
+function Client:_send(op, body, decode)
   local out, msg, info
   if self.transport then
     out, msg, info = host_call(self, op, body, decode)
   else
     out, msg, info = self.handle:call(op, body, decode)
   end
-  if not out then error(errors.from_core(info, msg), 2) end
+  if not out then error(errors.from_core(info, msg), 0) end
   return out
+end
+
+--- Sends a JSON body for `op` and returns the decoded response. With
+-- `unmarshal`, items in the response (Item, Items, Attributes, Responses)
+-- come back as native Lua values. Raises DynamoTableError on failure (code
+-- "InvalidResponse" for a body that is not valid JSON).
+function Client:send(op, body, unmarshal)
+  return self:_send(op, body, unmarshal and true or false)
 end
 
 --- Sends a Query or Scan body and returns its response as a page whose items
@@ -142,14 +147,7 @@ end
 -- (LastEvaluatedKey in AttributeValue form, Count, ...). A page never holds
 -- more than one decoded item, whatever the response's size. Raises as send.
 function Client:send_page(op, body)
-  local out, msg, info
-  if self.transport then
-    out, msg, info = host_call(self, op, body, "page")
-  else
-    out, msg, info = self.handle:call(op, body, "page")
-  end
-  if not out then error(errors.from_core(info, msg), 2) end
-  return out
+  return self:_send(op, body, "page")
 end
 
 --- Sends many requests at once (up to `concurrency` in flight) and returns
