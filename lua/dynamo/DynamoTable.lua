@@ -334,9 +334,16 @@ local function make_preparer(self)
     end
     if rc ~= nil and not (is_instance and is_instance(record)) then record = rc(record) end
     if normalize then record = normalize(self, record) or record end
-    local pkv = key_value(record, position, pk, "get_partition_key", "partition key", pkt, pstring, pcheck)
+    -- the usual case, a string the record holds for a string key, needs no call
+    local pkv = record[pk]
+    if not (pstring and type(pkv) == "string") then
+      pkv = key_value(record, position, pk, "get_partition_key", "partition key", pkt, pstring, pcheck)
+    end
     if sk == nil then return record, pkv, nil, key_id(pkv) end
-    local skv = key_value(record, position, sk, "get_sort_key", "sort key", skt, sstring, scheck)
+    local skv = record[sk]
+    if not (sstring and type(skv) == "string") then
+      skv = key_value(record, position, sk, "get_sort_key", "sort key", skt, sstring, scheck)
+    end
     return record, pkv, skv, key_id(pkv, skv)
   end
 end
