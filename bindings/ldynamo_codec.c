@@ -79,6 +79,7 @@ struct s_entry {
 };
 
 #define HINT_LEVELS 8
+#define ITEMS_HINT_MAX 1024 /* a size hint, not a limit: a bigger array still grows */
 #define PERM_MAX 32 /* maps up to this size remember their key order */
 
 #define KEY_CACHE 64 /* slots of the escaped-key cache */
@@ -116,6 +117,9 @@ struct s_state {
     /* Members seen in the last map decoded at each depth: tables are made
        that size, since items of one table tend to share a shape. */
     int hint[HINT_LEVELS];
+    /* Items in the last array of items (Items, Responses): the next one is
+       made that size, so a 100-item response does not regrow its array. */
+    int items_hint;
     /* Same-shaped items traverse their keys in the same order: the last
        sorting permutation per level is tried (and checked) first. */
     struct s_perm perm[HINT_LEVELS];
@@ -1496,7 +1500,7 @@ static void s_dec_plain(struct s_read *d, enum s_mode mode) {
         enum s_mode child = mode == M_AVMAP_ARRAY ? M_AVMAP : mode == M_RESPONSES ? M_ITEM_HOLDER : M_PLAIN;
         d->r.p++;
         s_enter(d);
-        lua_createtable(L, 4, 0);
+        lua_createtable(L, child == M_AVMAP ? d->st->items_hint : 4, 0);
         if (s_peek(d) == ']') {
             d->r.p++;
         } else {
@@ -1506,6 +1510,7 @@ static void s_dec_plain(struct s_read *d, enum s_mode mode) {
             } while (s_more(d, ']', "expected ',' or ']'"));
         }
         d->depth--;
+        if (child == M_AVMAP) d->st->items_hint = i < ITEMS_HINT_MAX ? (int)i : ITEMS_HINT_MAX;
         lua_pushvalue(L, lua_upvalueindex(UV_MT_LIST));
         lua_setmetatable(L, -2);
         return;

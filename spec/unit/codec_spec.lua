@@ -619,6 +619,23 @@ describe("dynamo.core codec", function()
       assert.same({ S = "a" }, json_decode(query).Items[1].pk)
     end)
 
+    -- An array of items is made the size of the last one: a smaller, a much
+    -- bigger (past the hint's cap) and an empty one after it read whole.
+    it("reads arrays of items of any size after one another", function()
+      local function response(n)
+        local parts = {}
+        for i = 1, n do parts[i] = ('{"k":{"N":"%d"}}'):format(i) end
+        return '{"Items":[' .. table.concat(parts, ",") .. '],"Count":' .. n .. '}'
+      end
+      for _, n in ipairs { 100, 3, 1500, 0, 1, 100 } do
+        local r = json_decode(response(n), true)
+        assert.equal(n, #r.Items)
+        assert.equal(n, r.Count)
+        for i = 1, n do assert.equal(i, r.Items[i].k) end
+        assert.is_nil(r.Items[n + 1])
+      end
+    end)
+
     -- One escape, multibyte character or bad byte at every position of
     -- strings of 0..40 bytes: the decoder reads plain text a word at a time
     -- while 8 bytes remain, so every offset from a word and from the end counts.
