@@ -41,11 +41,17 @@ static inline dyn_slice ldynamo_optslice(lua_State *L, int arg, const char *def)
  */
 int ldynamo_push_json(lua_State *L, dyn_slice text, int unmarshal);
 
+/* Takes a response body that has been read: owner is the userdata given to ldynamo_push_page. */
+typedef void (*ldynamo_recycle_fn)(void *owner, struct dyn_buf *body);
+
 /*
  * Pushes a "dynamo.page" that takes over body (left empty): a Query or Scan
  * response whose Items are read one at a time (page:next(), page:result()).
+ * With owner (the stack index of a userdata, kept alive by the page; 0 for
+ * none), recycle(owner, body) takes the body once the page is read to its
+ * end; otherwise it is freed then.
  */
-int ldynamo_push_page(lua_State *L, struct dyn_buf *body);
+int ldynamo_push_page(lua_State *L, struct dyn_buf *body, int owner, ldynamo_recycle_fn recycle);
 
 /* The allocator of the Lua state, for the core: memory is accounted to Lua. */
 void ldynamo_allocator(lua_State *L, struct dyn_allocator *out);

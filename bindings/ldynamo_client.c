@@ -227,17 +227,27 @@ static int s_decode_arg(lua_State *L, int idx) {
     return lua_toboolean(L, idx);
 }
 
+/* A page read to its end gives its memory to the driver for the next response
+ * (no large free and allocation per page); a closed client frees it. */
+static void s_page_recycle(void *owner, struct dyn_buf *body) {
+    struct client_box *box = owner;
+    if (box->c && box->c->http)
+        dyn_http_recycle(box->c->http, body);
+    else
+        dyn_buf_free(body);
+}
+
 /*
  * Pushes a successful call's body: as a string (decode -1) or decoded
  * (json_decode(body, decode)). Returns 1, or 0 with the decoder's message on
  * top when the body is not the JSON it should be.
  */
-static int s_push_body(lua_State *L, struct dyn_call *call, int decode) {
+static int s_push_body(lua_State *L, struct dyn_call *call, int decode, int client_idx) {
     dyn_slice b = dyn_call_body(call);
     if (decode == DECODE_PAGE) {
         struct dyn_buf body;
         dyn_call_take_body(call, &body);
-        return ldynamo_push_page(L, &body);
+        return ldynamo_push_page(L, &body, client_idx, s_page_recycle);
     }
     if (decode < 0) {
         lua_pushlstring(L, b.ptr, b.len);
@@ -267,11 +277,11 @@ static void s_recycle(struct client *c, struct dyn_call *call) {
 }
 
 /* body | nil, "code: message", info. Raises on a memory error. */
-static int s_push_result(lua_State *L, struct dyn_call *call, int decode) {
+static int s_push_result(lua_State *L, struct dyn_call *call, int decode, int client_idx) {
     const struct dyn_error *e = dyn_call_error(call);
     int status = dyn_call_status(call);
     if (status == DYN_OK) {
-        if (s_push_body(L, call, decode)) return 1;
+        if (s_push_body(L, call, decode, client_idx)) return 1;
         s_invalid_response_info(L, call);
         luaL_pushfail(L);
         lua_getfield(L, -2, "message");
@@ -344,7 +354,7 @@ static int l_client_call(lua_State *L) {
     struct lcall *lc = s_new_call_args(L, c);
     int rc = dyn_http_run(s_http(L, c), &lc->call, 1), nret;
     if (rc == DYN_ENOMEM) return luaL_error(L, "not enough memory");
-    nret = s_push_result(L, lc->call, decode);
+    nret = s_push_result(L, lc->call, decode, 1);
     s_recycle(c, lc->call);
     return nret;
 }
@@ -383,7 +393,7 @@ static int l_client_call_many(lua_State *L) {
         struct dyn_call *call = calls[i - 1];
         int ok = dyn_call_status(call) == DYN_OK;
         if (ok) {
-            if (!s_push_body(L, call, decode)) {
+            if (!s_push_body(L, call, decode, 1)) {
                 s_invalid_response_info(L, call);
                 ok = 0;
             }
@@ -560,7 +570,10 @@ static int l_call_result(lua_State *L) {
     struct lcall *lc = luaL_checkudata(L, 1, CALL_MT);
     if (!lc->call) return luaL_error(L, "attempt to use a closed call");
     if (!dyn_call_is_done(lc->call)) return luaL_error(L, "call:result: the call is not finished");
-    return s_push_result(L, lc->call, s_decode_arg(L, 2));
+    int decode = s_decode_arg(L, 2);
+    lua_settop(L, 2);
+    lua_getiuservalue(L, 1, 1); /* 3: the client */
+    return s_push_result(L, lc->call, decode, 3);
 }
 
 /* ---- module ---- */

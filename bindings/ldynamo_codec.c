@@ -2010,6 +2010,7 @@ int ldynamo_push_json(lua_State *L, dyn_slice text, int unmarshal) {
 
 struct s_page {
     struct dyn_buf body;
+    ldynamo_recycle_fn recycle; /* takes the body once read (NULL: it is freed) */
     size_t pos;   /* where reading resumes */
     int in_items; /* inside the Items array */
     int done;     /* the document was read to its end */
@@ -2085,6 +2086,22 @@ static int l_page_step(lua_State *L) {
 
 static const char s_page_step_key = 0; /* its address keys the registry entry */
 
+/* Read to its end, the page needs its text no more: the memory goes back to
+ * the page's owner (the client's driver, for the next response) or is freed. */
+static void s_page_drop_body(lua_State *L, struct s_page *pg, int page) {
+    void *owner;
+    if (pg->body.cap == 0) return;
+    lua_getiuservalue(L, page, 2);
+    owner = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (pg->recycle && owner) {
+        pg->recycle(owner, &pg->body);
+        dyn_buf_init(&pg->body, pg->body.alloc);
+    } else {
+        dyn_buf_free(&pg->body);
+    }
+}
+
 /* Runs the step for up to max items into the table at buf: the count, or
  * -1 with the message pushed. */
 static lua_Integer s_page_read(lua_State *L, struct s_page *pg, int page, int buf, lua_Integer max) {
@@ -2102,7 +2119,7 @@ static lua_Integer s_page_read(lua_State *L, struct s_page *pg, int page, int bu
     }
     n = lua_tointeger(L, -1);
     lua_pop(L, 1);
-    if (pg->done) dyn_buf_free(&pg->body); /* read to its end: the text is not needed */
+    if (pg->done) s_page_drop_body(L, pg, page);
     return n;
 }
 
@@ -2165,10 +2182,17 @@ static int l_page_gc(lua_State *L) {
     return 0;
 }
 
-int ldynamo_push_page(lua_State *L, struct dyn_buf *body) {
-    struct s_page *pg = lua_newuserdatauv(L, sizeof *pg, 1);
+int ldynamo_push_page(lua_State *L, struct dyn_buf *body, int owner, ldynamo_recycle_fn recycle) {
+    struct s_page *pg;
+    if (owner) owner = lua_absindex(L, owner);
+    pg = lua_newuserdatauv(L, sizeof *pg, 2);
     pg->body = *body;
     dyn_buf_init(body, pg->body.alloc);
+    pg->recycle = owner ? recycle : NULL;
+    if (owner) {
+        lua_pushvalue(L, owner); /* kept alive while the page is */
+        lua_setiuservalue(L, -2, 2);
+    }
     pg->pos = 0;
     pg->in_items = 0;
     pg->done = 0;
@@ -2184,7 +2208,7 @@ static int l_page(lua_State *L) {
     dyn_slice text = ldynamo_checkslice(L, 1);
     struct dyn_buf b = DYN_BUF_INIT(NULL);
     if (dyn_buf_append(&b, text.ptr, text.len) != DYN_OK) return luaL_error(L, "not enough memory");
-    return ldynamo_push_page(L, &b);
+    return ldynamo_push_page(L, &b, 0, NULL);
 }
 
 static void s_open_pages(lua_State *L, int base) {

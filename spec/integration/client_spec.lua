@@ -70,6 +70,45 @@ describe("dynamo.client against dynalite", function()
     c:close()
   end)
 
+  -- A page read to its end gives its memory to the client for the next
+  -- response; one still being read keeps its own, and a page outlives its client.
+  it("reads pages interleaved, one after another and after the client is closed", function()
+    local c = helpers.client()
+    local parts = {}
+    for i = 1, 60 do
+      parts[#parts + 1] = { PutRequest = { Item = dynamo.marshal{ pk = "pages", sk = ("%03d"):format(i),
+        pad = string.rep(string.char(97 + i % 26), 200 + i) } } }
+    end
+    for i = 1, 60, 25 do
+      c:call("BatchWriteItem", { RequestItems = { [table_name] = { table.unpack(parts, i, math.min(i + 24, 60)) } } })
+    end
+    local body = dynamo.core.json_encode{ TableName = table_name, ConsistentRead = true,
+      KeyConditionExpression = "pk = :p", ExpressionAttributeValues = { [":p"] = { S = "pages" } } }
+    local function check(page, from, to)
+      for i = from, to do
+        local item = page:next()
+        assert.equal(("%03d"):format(i), item.sk)
+        assert.equal(string.rep(string.char(97 + i % 26), 200 + i), item.pad)
+      end
+    end
+    local a = c:send_page("Query", body)
+    check(a, 1, 30)
+    for _ = 1, 3 do -- each read whole while `a` is half read: `a`'s text must stay intact
+      local b = c:send_page("Query", body)
+      check(b, 1, 60)
+      assert.is_nil(b:next())
+      assert.equal(60, b:result().Count)
+    end
+    check(a, 31, 60)
+    assert.is_nil(a:next())
+    local last = c:send_page("Query", body)
+    check(last, 1, 10)
+    c:close()
+    check(last, 11, 60)
+    assert.is_nil(last:next())
+    assert.equal(60, last:result().Count)
+  end)
+
   describe("round trips every value type losslessly", function()
     local item
     before_each(function()
