@@ -1317,96 +1317,116 @@ local function check_limit(self, limit)
   return limit
 end
 
--- The paging iterator shared by query and scan: streams one page at a time;
--- `limit` counts returned records. `segments` > 1 runs a parallel scan.
+-- The paging iterators of query and scan stream one page at a time and read
+-- each page a run of items at a time; `limit` counts returned records.
 local PAGE_RUN = 32 -- items decoded at a time from a page: a few tens of KB, in cache
 
-local function pager(self, op, params, limit, page_limit, raw, segments)
+-- A broken page's error (its text is not the JSON of a response).
+local function broken_page(self, op, err)
+  return errors.new("InvalidResponse", ("%s: %s: the response is not valid JSON (%s)"):format(label(self), op,
+    tostring(err)), { retryable = false })
+end
+
+-- Many paged requests at once: `streams` is an array of
+-- { params = ..., limit = n|nil, page_limit = n|nil }. Each round sends the
+-- next page of up to `per_round` unfinished streams together (the client's
+-- concurrency in flight), then reads those pages one after another, a run
+-- at a time. Yields record, position of its stream. Records of one stream
+-- keep their order; streams interleave page by page. `limit` (nil: none)
+-- counts the records of all streams.
+local function multi_pager(self, op, streams, per_round, limit, raw)
   if limit == 0 then return function() return nil end end
   local client = self.client
-  local items, pos, n = nil, 0, 0
-  -- the current response (single): its items are read a run at a time into
-  -- `run`, so a page is never decoded whole
-  local page
-  local run, rpos, rn = {}, 0, 0
-  local returned = 0
   local rc = (not raw) and self.record_class or nil
-  local state -- single: LastEvaluatedKey or false when done; parallel: per-segment keys
-  local started = false
-  local active
-  if segments and segments > 1 then
-    active = {}
-    for s = 0, segments - 1 do active[#active + 1] = { segment = s, lek = nil } end
+  local states = {}
+  for i, st in ipairs(streams) do
+    states[i] = { at = i, params = st.params, limit = st.limit, page_limit = st.page_limit, returned = 0 }
   end
-  local function next_page()
-    if page_limit then
-      local lim = page_limit
-      if limit then lim = math_min(lim, limit - returned) end
-      params.Limit = lim
-    end
-    if active then
-      if #active == 0 then return false end
-      local reqs = {}
-      for i, seg in ipairs(active) do
-        params.Segment, params.TotalSegments, params.ExclusiveStartKey = seg.segment, segments, seg.lek
-        reqs[i] = { op, encode_request(self, params) }
-      end
-      local results = client:send_many(reqs, true)
-      local merged, still = {}, {}
-      for i, resp in ipairs(results) do
-        if errors.is(resp) then error(resp, 0) end
-        local its = resp.Items
-        if its then for j = 1, #its do merged[#merged + 1] = its[j] end end
-        if resp.LastEvaluatedKey then
-          active[i].lek = resp.LastEvaluatedKey
-          still[#still + 1] = active[i]
-        end
-      end
-      active = still
-      items, n, pos = merged, #merged, 0
-      return true
-    end
-    if started and not state then return false end
-    params.ExclusiveStartKey = state or nil
-    page = client:send_page(op, encode_request(self, params))
-    started = true
-    return true
-  end
-  -- at the end of a single page: its LastEvaluatedKey, or the error of a broken one
-  local function page_end(err)
-    local ended = page
+  local started = 0 -- streams started, in order
+  local round, k = {}, 0 -- the streams of this round, and which one's page is read
+  local pages
+  local page, cur
+  local run, rpos, rn = {}, 0, 0
+  local returned = 0 -- records handed out, of every stream
+  -- of the current page: its stream's position, the count `returned` had when
+  -- it began, and the count at which its stream's limit is reached
+  local at, base, stop = 0, 0, math.huge
+  local function end_page(lek)
+    cur.returned = cur.returned + (returned - base)
+    cur.lek = lek
     page = nil
-    if err then
-      error(errors.new("InvalidResponse", ("%s: %s: the response is not valid JSON (%s)"):format(label(self), op,
-        tostring(err)), { retryable = false }), 0)
+  end
+  -- the next round: streams still going first, then ones not yet started
+  local function next_round()
+    local going = {}
+    for _, st in ipairs(round) do
+      if st.lek and not (st.limit and st.returned >= st.limit) then going[#going + 1] = st end
     end
-    state = page_result(ended).LastEvaluatedKey or false
+    while #going < per_round and started < #states do
+      started = started + 1
+      local st = states[started]
+      if st.limit ~= 0 then going[#going + 1] = st end
+    end
+    round = going
+    if #round == 0 then return false end
+    local reqs = {}
+    for i, st in ipairs(round) do
+      local params = st.params
+      if st.page_limit then
+        local lim = st.page_limit
+        if st.limit then lim = math_min(lim, st.limit - st.returned) end
+        if limit then lim = math_min(lim, limit - returned) end
+        params.Limit = lim
+      end
+      params.ExclusiveStartKey = st.lek
+      reqs[i] = { op, encode_request(self, params) }
+    end
+    pages = client:send_pages(reqs)
+    for i = 1, #pages do
+      if errors.is(pages[i]) then error(pages[i], 0) end
+    end
+    k = 0
+    return true
   end
   return function()
     while true do
       if limit and returned >= limit then return nil end
-      local item
       if rpos < rn then
         rpos = rpos + 1
-        item = run[rpos]
+        local item = run[rpos]
         run[rpos] = nil
-      elseif page then
-        local got, err = page_fill(page, run, PAGE_RUN)
-        if not got or got == 0 then page_end(err) end
-        rpos, rn = 0, got or 0
-      elseif pos < n then
-        pos = pos + 1
-        item = items[pos]
-        items[pos] = nil
-      end
-      if item ~= nil then
         returned = returned + 1
-        if rc then return to_output(self, item) end
-        return item
+        if returned == stop then -- the rest of its page is not wanted
+          for j = rpos + 1, rn do run[j] = nil end
+          rn = rpos
+          end_page(nil)
+        end
+        if rc then item = to_output(self, item) end
+        return item, at
       end
-      if not page and not next_page() then return nil end
+      if page then
+        local got, err = page_fill(page, run, PAGE_RUN)
+        rpos, rn = 0, got or 0
+        if not got or got == 0 then
+          if err then error(broken_page(self, op, err), 0) end
+          end_page(page_result(page).LastEvaluatedKey)
+        end
+      elseif pages and k < #round then
+        k = k + 1
+        cur, page = round[k], pages[k]
+        pages[k] = nil
+        at, base = cur.at, returned
+        stop = cur.limit and returned + (cur.limit - cur.returned) or math.huge
+      elseif not next_round() then
+        return nil
+      end
     end
   end
+end
+
+-- One paged request: query, scan. Yields record, 1.
+local function pager(self, op, params, limit, page_limit, raw)
+  return multi_pager(self, op, { { params = params, limit = limit, page_limit = page_limit } }, 1, nil, raw)
 end
 
 local function base_params(self, opts, index)
@@ -1432,7 +1452,8 @@ end
 local SORT_OPERATORS = { ["="] = true, ["<"] = true, ["<="] = true, [">"] = true, [">="] = true,
                          begins_with = true, BETWEEN = true }
 
-local function query_iter(self, opts, raw)
+-- The Query request of query options: params, limit, page limit.
+local function query_request(self, opts)
   local pkv = opts.partition_key
   if pkv == nil then fail(label(self) .. ": partition_key should be set.") end
   local index = resolve_index(self, opts.index)
@@ -1467,7 +1488,12 @@ local function query_iter(self, opts, raw)
                     projection = projection_of(opts.projection), data = data }
   local params = apply_rendered(base_params(self, opts, index), r)
   if opts.scan_index_forward == false then params.ScanIndexForward = false end
-  return pager(self, "Query", params, limit, page_limit_of(opts, limit), raw)
+  return params, limit, page_limit_of(opts, limit)
+end
+
+local function query_iter(self, opts, raw)
+  local params, limit, page_limit = query_request(self, opts)
+  return pager(self, "Query", params, limit, page_limit, raw)
 end
 
 --- Queries one partition: `for record in users:query{ partition_key = "p1" } do`.
@@ -1483,6 +1509,36 @@ function DynamoTable:query(opts)
   return query_iter(self, check_opts(opts, "query"), false)
 end
 
+--- Runs many queries at once: `for record, i in users:query_many(list) do`,
+-- where `list` is an array of query options (as `query` takes, `limit`
+-- included) and `i` the position of the query a record comes from. Each
+-- round sends the next page of up to `concurrency` queries together
+-- (default: the client's concurrency), then streams those pages a run of
+-- items at a time. Records of one query keep their order; queries
+-- interleave page by page. Every query is checked before anything is sent.
+-- @tparam table queries array of query option tables
+-- @tparam[opt] table opts `concurrency` (queries with a request in flight together)
+function DynamoTable:query_many(queries, opts)
+  opts = check_opts(opts, "query_many")
+  if type(queries) ~= "table" then
+    fail(("%s: query_many: queries must be an array of query options, got %s"):format(label(self), type(queries)))
+  end
+  local per_round = opts.concurrency or self.client.concurrency or 8
+  if math_type(per_round) ~= "integer" or per_round < 1 then
+    fail(label(self) .. ": query_many: concurrency must be a positive integer, got " .. tostring(opts.concurrency))
+  end
+  local streams = {}
+  for i = 1, #queries do
+    local ok, params, limit, page_limit = pcall(query_request, self, check_opts(queries[i], "query_many"))
+    if not ok then
+      if errors.is(params) then params.message = params.message .. (" (query %d)"):format(i) end
+      error(params, 0)
+    end
+    streams[i] = { params = params, limit = limit, page_limit = page_limit }
+  end
+  return multi_pager(self, "Query", streams, per_round, nil, false)
+end
+
 local function scan_iter(self, opts, raw)
   local limit = check_limit(self, opts.limit)
   local index = opts.index ~= nil and resolve_index(self, opts.index) or nil
@@ -1496,7 +1552,15 @@ local function scan_iter(self, opts, raw)
   if segments ~= nil and (math_type(segments) ~= "integer" or segments < 1) then
     fail(label(self) .. ": segments must be a positive integer, got " .. tostring(segments))
   end
-  return pager(self, "Scan", params, limit, page_limit_of(opts, limit), raw, segments)
+  local page_limit = page_limit_of(opts, limit)
+  if segments == nil or segments == 1 then return pager(self, "Scan", params, limit, page_limit, raw) end
+  local streams = {}
+  for seg = 1, segments do
+    local p = copy(params)
+    p.Segment, p.TotalSegments = seg - 1, segments
+    streams[seg] = { params = p, page_limit = page_limit }
+  end
+  return multi_pager(self, "Scan", streams, segments, limit, raw)
 end
 
 --- Scans the table (or `index`): `for record in users:scan{...} do`.

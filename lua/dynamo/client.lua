@@ -150,25 +150,37 @@ function Client:send_page(op, body)
   return self:_send(op, body, "page")
 end
 
+-- Many operations at once, decoded as `decode` says (see _send); a failed one
+-- is a DynamoTableError object in its slot (nothing raises, so no result is lost).
+local function send_all(self, requests, decode)
+  if self.transport then
+    local out = {}
+    for i, r in ipairs(requests) do
+      local ok, res = pcall(self._send, self, r[1], r[2], decode)
+      out[i] = ok and res or (errors.is(res) and res or errors.new("Transport", tostring(res)))
+    end
+    return out
+  end
+  -- decoded in C straight from the response buffers
+  local out, failed = self.handle:call_many(requests, decode)
+  if failed then
+    for i in next, failed do out[i] = errors.from_core(out[i]) end
+  end
+  return out
+end
+
 --- Sends many requests at once (up to `concurrency` in flight) and returns
 -- their decoded responses in input order; a failed one is a DynamoTableError
 -- object in its slot (nothing raises, so no result is lost).
 -- @tparam table requests array of { op, body_json }
 function Client:send_many(requests, unmarshal)
-  if self.transport then
-    local results = {}
-    for i, r in ipairs(requests) do
-      local ok, res = pcall(self.send, self, r[1], r[2], unmarshal)
-      results[i] = ok and res or (errors.is(res) and res or errors.new("Transport", tostring(res)))
-    end
-    return results
-  end
-  -- decoded in C straight from the response buffers
-  local decoded, failed = self.handle:call_many(requests, unmarshal and true or false)
-  if failed then
-    for i in next, failed do decoded[i] = errors.from_core(decoded[i]) end
-  end
-  return decoded
+  return send_all(self, requests, unmarshal and true or false)
+end
+
+--- As send_many for Query or Scan requests, whose responses come back as
+-- pages (see send_page).
+function Client:send_pages(requests)
+  return send_all(self, requests, "page")
 end
 
 --- Sends any DynamoDB operation. `params` is the request as plain Lua tables,

@@ -243,6 +243,34 @@ describe("dynamo.DynamoTable against dynalite", function()
     assert.equal(5, #on_index)
   end)
 
+  it("query_many reads many partitions at once, each whole and in order, with their own limits", function()
+    local Plain = DynamoTable:extend{}
+    local t = Plain{ client = client, table = helpers.table_name("query_many") }
+    t:create_table()
+    t:wait_until_exists()
+    local sizes = { 7, 0, 12, 1, 5 }
+    local records = {}
+    for p, size in ipairs(sizes) do
+      for i = 1, size do records[#records + 1] = { pk = "part" .. p, sk = string.format("%03d", i), n = i } end
+    end
+    t:batch_upsert_records(records, { read_existing = false })
+    local queries = {}
+    for p = 1, #sizes do queries[p] = { partition_key = "part" .. p, page_size = 2, consistent_read = true } end
+    queries[5].limit = 3
+    local got = {}
+    for r, i in t:query_many(queries, { concurrency = 2 }) do
+      got[i] = got[i] or {}
+      got[i][#got[i] + 1] = r.n
+      assert.equal("part" .. i, r.pk)
+    end
+    for p, size in ipairs(sizes) do
+      local want = {}
+      for i = 1, (p == 5 and 3 or size) do want[i] = i end
+      assert.same(want, got[p] or {})
+    end
+    assert.is_true(pcall(t.delete_table, t))
+  end)
+
   it("validate_record_attributes checks every index key and its type", function()
     users:validate_record_attributes{ pk = "p", sk = "s", name = "n", age = 3 }
     users:validate_record_attributes{ pk = "p", sk = "s", name = "n", age = dynamo.core.number("3.5") }

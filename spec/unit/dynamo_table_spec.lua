@@ -977,6 +977,97 @@ describe("dynamo.DynamoTable", function()
       assert.equal(3, #calls)
       for _, c in ipairs(calls) do assert.equal(3, c.body.TotalSegments) end
     end)
+
+    it("stops a parallel scan at its limit, counted over every segment", function()
+      local t, calls = manager(routes{ Scan = function(body)
+        local seg = math.tointeger(body.Segment)
+        local items = {}
+        for i = 1, body.Limit do items[i] = { pk = S("s" .. seg), sk = S(tostring(i)) } end
+        return 200, { Items = items, LastEvaluatedKey = { pk = S("s" .. seg), sk = S("x") } }
+      end })
+      local n = 0
+      for r in t:scan{ segments = 2, limit = 5 } do
+        n = n + 1
+        assert.is_string(r.pk)
+      end
+      assert.equal(5, n)
+      assert.equal(2, #calls) -- one round: each segment asked for at most 5
+      assert.equal(5, calls[1].body.Limit)
+    end)
+  end)
+
+  describe("query_many", function()
+    -- Partition p has `sizes[p]` items, served `per_page` at a time.
+    local function partitions(sizes, per_page)
+      return routes{ Query = function(body)
+        local p = body.ExpressionAttributeValues[next(body.ExpressionAttributeValues)].S
+        local from = body.ExclusiveStartKey and tonumber(body.ExclusiveStartKey.sk.S) or 0
+        local size = sizes[p]
+        local last = math.min(size, from + (body.Limit and math.min(body.Limit, per_page) or per_page))
+        local items = {}
+        for i = from + 1, last do items[#items + 1] = { pk = S(p), sk = S(tostring(i)) } end
+        return 200, { Items = items, LastEvaluatedKey = last < size and { pk = S(p), sk = S(tostring(last)) } or nil }
+      end }
+    end
+
+    it("runs queries a round at a time, each to its end, and tells which query a record is from", function()
+      local t, calls = manager(partitions({ a = 5, b = 0, c = 2, d = 3 }, 2))
+      local got = { {}, {}, {}, {} }
+      local order = {}
+      for r, i in t:query_many({ { partition_key = "a" }, { partition_key = "b" }, { partition_key = "c" },
+                                 { partition_key = "d" } }, { concurrency = 2 }) do
+        got[i][#got[i] + 1] = r.sk
+        order[#order + 1] = r.pk
+        assert.equal(({ "a", "b", "c", "d" })[i], r.pk)
+      end
+      assert.same({ { "1", "2", "3", "4", "5" }, {}, { "1", "2" }, { "1", "2", "3" } }, got)
+      -- rounds of two: a+b, a+c (b ended), a+d (c ended), d
+      local queried = {}
+      for _, c in ipairs(calls) do
+        queried[#queried + 1] = c.body.ExpressionAttributeValues[next(c.body.ExpressionAttributeValues)].S
+      end
+      assert.same({ "a", "b", "a", "c", "a", "d", "d" }, queried)
+      assert.same({ "a", "a", "a", "a", "c", "c", "a", "d", "d", "d" }, order)
+    end)
+
+    it("honours each query's limit and sends nothing for limit 0", function()
+      local t, calls = manager(partitions({ a = 9, b = 9, c = 9 }, 4))
+      local count = { 0, 0, 0 }
+      for _, i in t:query_many{ { partition_key = "a", limit = 3 }, { partition_key = "b", limit = 0 },
+                                { partition_key = "c", limit = 6 } } do
+        count[i] = count[i] + 1
+      end
+      assert.same({ 3, 0, 6 }, count)
+      for _, c in ipairs(calls) do
+        assert.not_equal("b", c.body.ExpressionAttributeValues[next(c.body.ExpressionAttributeValues)].S)
+        assert.is_true(c.body.Limit <= 6)
+      end
+      assert.equal(3, calls[1].body.Limit)
+    end)
+
+    it("checks every query before sending and names the bad one", function()
+      local t, calls = manager(partitions({ a = 1 }, 1))
+      local ok, err = pcall(t.query_many, t, { { partition_key = "a" }, { index = "gsi" } })
+      assert.is_false(ok)
+      assert.equal("Validation", err.code)
+      assert.matches("partition_key should be set", err.message, 1, true)
+      assert.matches("(query 2)", err.message, 1, true)
+      assert.has_error(function() t:query_many("a") end)
+      assert.has_error(function() t:query_many({}, { concurrency = 0 }) end)
+      assert.equal(0, #calls)
+      local n = 0
+      for _ in t:query_many({}) do n = n + 1 end
+      assert.equal(0, n)
+    end)
+
+    it("raises a failed page's error", function()
+      local t = manager(routes{ Query = function() return aws_error("ResourceNotFoundException") end })
+      local ok, err = pcall(function()
+        for _ in t:query_many{ { partition_key = "a" } } do end
+      end)
+      assert.is_false(ok)
+      assert.equal("ResourceNotFoundException", err.code)
+    end)
   end)
 
   describe("clear_table", function()
