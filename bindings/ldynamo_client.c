@@ -438,6 +438,8 @@ static int l_client_stats(lua_State *L) {
     lua_setfield(L, -2, "requests");
     lua_pushinteger(L, (lua_Integer)st.connections);
     lua_setfield(L, -2, "connections");
+    lua_pushinteger(L, (lua_Integer)st.waits);
+    lua_setfield(L, -2, "waits");
     lua_pushinteger(L, (lua_Integer)st.retries);
     lua_setfield(L, -2, "retries");
     return 1;

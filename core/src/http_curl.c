@@ -27,6 +27,7 @@ struct s_slot {
     struct curl_slist *headers;
     struct dyn_buf body;
     size_t index; /* the call this slot serves */
+    uint64_t seq; /* when it started, in transfers started by the driver */
     int busy;
     int oom; /* the body callback ran out of memory */
     char errbuf[CURL_ERROR_SIZE];
@@ -38,6 +39,7 @@ struct s_slot {
 struct s_watch {
     curl_socket_t fd;
     int what;
+    struct s_slot *slot; /* the transfer on it, when curl says */
 };
 
 struct dyn_http {
@@ -54,6 +56,7 @@ struct dyn_http {
     struct pollfd *pfds;
     int cappfds;
     int64_t timer_at; /* monotonic ms when curl's timer fires; -1: none */
+    uint64_t started; /* transfers started */
     struct s_slot *slots;
     struct dyn_buf spares[S_MAX_SPARES]; /* recycled response buffers */
     int nspares;
@@ -82,7 +85,6 @@ static int64_t s_mono_ms(void) {
 static int s_on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp) {
     struct dyn_http *http = userp;
     int i;
-    (void)easy;
     (void)socketp;
     for (i = 0; i < http->nwatch; i++)
         if (http->watch[i].fd == fd) break;
@@ -103,6 +105,12 @@ static int s_on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void
         http->watch[http->nwatch++].fd = fd;
     }
     http->watch[i].what = what;
+    http->watch[i].slot = NULL;
+    if (easy) {
+        char *priv = NULL;
+        if (curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv) == CURLE_OK && priv)
+            http->watch[i].slot = (struct s_slot *)(void *)priv;
+    }
     return 0;
 }
 
@@ -355,6 +363,7 @@ static int s_start(struct dyn_http *http, struct s_slot *slot, size_t index, con
     list = NULL;
     slot->index = index;
     slot->busy = 1;
+    slot->seq = ++http->started;
 cleanup:
     curl_slist_free_all(list);
     dyn_buf_free(&line);
@@ -418,10 +427,34 @@ static size_t s_pop(struct s_run *run, size_t n) {
 }
 
 /*
- * Polls the sockets curl watches for up to timeout_ms and hands each ready
- * one to curl. The set is copied first: curl changes it while it runs.
+ * The watched socket of the transfer started last, when each transfer in
+ * flight has exactly one watched socket and every one only waits for an
+ * answer; else -1. A server answers in about the order it was asked, so when
+ * that answer is in, the others mostly are too. (Never an idle socket: one
+ * could keep the wait asleep until a timeout.)
  */
-static int s_wait(struct dyn_http *http, int timeout_ms) {
+static int s_newest_reader(const struct dyn_http *http) {
+    int newest = -1, busy = 0, i, j;
+    if (http->nwatch < 2) return -1;
+    for (i = 0; i < http->cfg.concurrency; i++) busy += http->slots[i].busy;
+    if (busy != http->nwatch) return -1;
+    for (i = 0; i < http->nwatch; i++) {
+        const struct s_slot *slot = http->watch[i].slot;
+        if (http->watch[i].what != CURL_POLL_IN || !slot || !slot->busy) return -1;
+        for (j = 0; j < i; j++)
+            if (http->watch[j].slot == slot) return -1;
+        if (newest < 0 || slot->seq > http->watch[newest].slot->seq) newest = i;
+    }
+    return newest;
+}
+
+/*
+ * Polls the sockets curl watches for up to timeout_ms and hands each ready
+ * one to curl. The set is copied first: curl changes it while it runs. With
+ * wait_newest, it sleeps on the newest transfer's socket alone (when every
+ * socket only waits for an answer), then takes whatever else is ready.
+ */
+static int s_wait(struct dyn_http *http, int timeout_ms, int wait_newest) {
     struct pollfd *fds;
     int nfds = 0, i, ready;
     if (http->nwatch == 0) {
@@ -437,6 +470,20 @@ static int s_wait(struct dyn_http *http, int timeout_ms) {
         http->cappfds = http->capwatch;
     }
     fds = http->pfds;
+    if (wait_newest) {
+        int newest = s_newest_reader(http);
+        if (newest >= 0) {
+            struct pollfd one;
+            one.fd = http->watch[newest].fd;
+            one.events = POLLIN;
+            one.revents = 0;
+            http->stats.waits++;
+            ready = poll(&one, 1, timeout_ms);
+            if (ready < 0) return errno == EINTR ? DYN_OK : DYN_ETRANSPORT;
+            if (ready == 0) return DYN_OK; /* curl's timer or a backoff is due */
+            timeout_ms = 0;                /* then take every answer already there */
+        }
+    }
     for (i = 0; i < http->nwatch; i++) {
         int what = http->watch[i].what;
         fds[nfds].fd = http->watch[i].fd;
@@ -444,6 +491,7 @@ static int s_wait(struct dyn_http *http, int timeout_ms) {
         fds[nfds].revents = 0;
         nfds++;
     }
+    if (timeout_ms != 0) http->stats.waits++;
     ready = poll(fds, (nfds_t)nfds, timeout_ms);
     if (ready < 0) return errno == EINTR ? DYN_OK : DYN_ETRANSPORT;
     for (i = 0; i < nfds && ready > 0; i++) {
@@ -560,7 +608,10 @@ int dyn_http_run(struct dyn_http *http, struct dyn_call *const *calls, size_t n)
             if (left_ms < timeout) timeout = left_ms < 0 ? 0 : (long)left_ms;
         }
         /* Sleeps until a socket is ready, curl's timer fires, or the nearest backoff ends. */
-        if ((rc = s_wait(http, (int)timeout)) < 0) goto fail;
+        /* With every call in flight and none waiting to start or back off, the
+           run needs all the answers: one wakeup for the newest (the others
+           are read with it) instead of one per answer, each a cold start. */
+        if ((rc = s_wait(http, (int)timeout, run.count == 0 && run.n_waiting == 0)) < 0) goto fail;
     }
     goto cleanup;
 fail:

@@ -205,7 +205,9 @@ function Client:set_credentials(creds)
   self.handle:set_credentials(creds.access_key_id, creds.secret_access_key, creds.session_token)
 end
 
---- { requests = n, connections = n, retries = n } since the client was made.
+--- { requests = n, connections = n, retries = n, waits = n } since the client
+-- was made; `waits`: times the curl driver slept for answers (with every call
+-- of a batch in flight it sleeps once for the newest, not once per answer).
 function Client:stats() return self.handle:stats() end
 
 --- Releases the connections; later calls raise.

@@ -28,7 +28,9 @@ enum mode {
     M_FLAKY,  /* the first `param` requests get 503, later ones 200 */
     M_ERROR,  /* 400 with x-amzn-errortype and a JSON message */
     M_BADCRC, /* 200 with a wrong x-amz-crc32 */
-    M_CLOSE   /* closes every connection as soon as a request arrives */
+    M_CLOSE,  /* closes every connection as soon as a request arrives */
+    M_STAGGER /* holds requests until `param` are pending, then answers them 20 ms apart, in the order they came
+                 (param > 0) or the reverse (param < 0) */
 };
 
 #define MAX_CONNS 64
@@ -39,6 +41,22 @@ struct conn {
     size_t len;
     int pending;
 };
+
+static void respond(int fd, int status, const char *extra_headers, const char *body, int bad_crc, int req);
+
+/* Answers the held requests one by one, 20 ms apart: order[0..n) are their connections' fds, as they came. */
+static void answer_staggered(const int *order, int n, int reverse, int requests) {
+    int i;
+    for (i = 0; i < n; i++) {
+        char text[64];
+        snprintf(text, sizeof text, "{\"answer\":%d}", i + 1);
+        if (i > 0) {
+            struct timespec gap = {0, 20 * 1000000L};
+            nanosleep(&gap, NULL);
+        }
+        respond(order[reverse ? n - 1 - i : i], 200, "", text, 0, requests);
+    }
+}
 
 static int64_t mono_ms(void) {
     struct timespec ts;
@@ -85,6 +103,7 @@ static void serve(int lfd, int mode, int param) {
     struct conn *conns = calloc(MAX_CONNS, sizeof *conns);
     struct pollfd pfd[MAX_CONNS + 1];
     int n_conns = 0, accepted = 0, requests = 0, pending = 0, i;
+    int order[MAX_CONNS], n_order = 0; /* M_STAGGER: the held requests' connections, as they came */
     int64_t first_pending = 0;
     if (!conns) _exit(1);
     for (;;) {
@@ -167,6 +186,13 @@ static void serve(int lfd, int mode, int param) {
                     break;
                 case M_BADCRC: respond(c->fd, 200, "", "{}", 1, requests); break;
                 case M_CLOSE: shutdown(c->fd, SHUT_RDWR); break;
+                case M_STAGGER:
+                    if (n_order < MAX_CONNS) order[n_order++] = c->fd;
+                    if (n_order == (param < 0 ? -param : param)) {
+                        answer_staggered(order, n_order, param < 0, requests);
+                        n_order = 0;
+                    }
+                    break;
                 default: break;
                 }
             }
@@ -407,6 +433,54 @@ TEST(many_concurrent_transfers) {
     server_stop(&srv);
 }
 
+/* With every call in flight, the driver sleeps until the newest transfer's
+   answer and reads the others with it: answers 20 ms apart in the order asked
+   cost one wakeup, not six. In the reverse order every call still completes,
+   one wakeup per answer at most, and without waiting for a timeout. */
+TEST(one_wakeup_for_answers_in_order) {
+    int reverse;
+    for (reverse = 0; reverse <= 1; reverse++) {
+        struct server srv;
+        struct dyn_call_config cfg;
+        struct dyn_http *http;
+        struct dyn_http_stats st, before;
+        struct dyn_call *calls[6];
+        int i, round;
+        int64_t t0;
+        CHECK(server_start(&srv, M_STAGGER, reverse ? -6 : 6) == 0);
+        config(&cfg, srv.url, 1);
+        http = driver(5000, 6);
+        for (round = 0; round < 2; round++) { /* the second on kept-alive connections */
+            char seen[6] = {0};
+            dyn_http_get_stats(http, &before);
+            for (i = 0; i < 6; i++)
+                CHECK_EQ_INT(dyn_call_new(&cfg, DYN_SLICE_LIT("PutItem"), DYN_SLICE_LIT("{}"), &calls[i]), DYN_OK);
+            t0 = mono_ms();
+            CHECK_EQ_INT(dyn_http_run(http, calls, 6), DYN_OK);
+            CHECK(mono_ms() - t0 < 900); /* 100 ms of answers; a sleep on a wrong socket would last 1 s */
+            for (i = 0; i < 6; i++) {
+                int k;
+                CHECK_EQ_INT(dyn_call_status(calls[i]), DYN_OK);
+                for (k = 1; k <= 6; k++) {
+                    char want[32];
+                    snprintf(want, sizeof want, "{\"answer\":%d}", k);
+                    if (body_has(calls[i], want)) seen[k - 1]++;
+                }
+                dyn_call_free(calls[i]);
+            }
+            for (i = 0; i < 6; i++) CHECK_EQ_INT(seen[i], 1);
+            dyn_http_get_stats(http, &st);
+            if (!reverse && round == 1) CHECK(st.waits - before.waits <= 2);
+            CHECK(st.waits - before.waits <= 7);
+        }
+        dyn_http_get_stats(http, &st);
+        CHECK_EQ_INT(st.connections, 6);
+        dyn_http_destroy(http);
+        dyn_call_config_free(&cfg);
+        server_stop(&srv);
+    }
+}
+
 TEST(runner_retries_with_backoff) {
     struct server srv;
     struct dyn_call_config cfg;
@@ -592,6 +666,7 @@ int main(void) {
     RUN(recycled_response_memory_serves_the_next_response);
     RUN(runs_up_to_concurrency_transfers_at_once);
     RUN(many_concurrent_transfers);
+    RUN(one_wakeup_for_answers_in_order);
     RUN(runner_retries_with_backoff);
     RUN(error_headers_are_captured);
     RUN(bad_checksum_is_retried_then_reported);

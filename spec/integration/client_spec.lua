@@ -56,6 +56,7 @@ describe("dynamo.client against dynalite", function()
     local s = c:stats()
     assert.equal(30, s.requests)
     assert.equal(1, s.connections)
+    assert.is_true(s.waits >= 1 and s.waits <= 90, "waits " .. tostring(s.waits))
     c:close()
   end)
 

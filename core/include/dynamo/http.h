@@ -38,6 +38,7 @@ struct dyn_http_stats {
     uint64_t requests;    /* transfers started */
     uint64_t connections; /* new connections opened (sum of CURLINFO_NUM_CONNECTS) */
     uint64_t retries;     /* transfers that were a second or later attempt of their call */
+    uint64_t waits;       /* times the driver slept for sockets (one per answer at most) */
 };
 
 struct dyn_http;
