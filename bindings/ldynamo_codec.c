@@ -24,6 +24,7 @@
  *                               -> many items or keys as AV maps in one string
  *   key_id(pkv [, skv])         -> exact identity string of a key
  *   index_items(items, pk, sk, into) -> into[key_id(...)] = item
+ *   prepare_keys(recs, from, to, pk, sk, pv, sv, ids) -> keys a window of plain records
  *   page(text), page_next(page), page_fill(page, buf, max), page_result(page)
  *                               -> a Query/Scan response read a few items at a time
  * Encoding errors read "<root><path>: <what>" (root defaults to "item" for
@@ -1942,6 +1943,42 @@ static int l_index_items(lua_State *L) {
     return 1;
 }
 
+/*
+ * core.prepare_keys(recs, from, to, pk, sk, pv, sv, ids) -> i: for each
+ * record recs[from..to] that is a table whose pk (and sk, when given) value is
+ * a string, pv[i], sv[i], ids[i] = that value, the sort value, key_id of both.
+ * Stops at the first other record and returns its index (to + 1 when none):
+ * the caller prepares that one itself (hooks, checks, errors). For tables
+ * whose key attributes are strings.
+ */
+static int l_prepare_keys(lua_State *L) {
+    const struct s_state *st = s_shared(L);
+    lua_Integer i = luaL_checkinteger(L, 2), to = luaL_checkinteger(L, 3);
+    const char *pk = luaL_checkstring(L, 4);
+    const char *sk = lua_isnoneornil(L, 5) ? NULL : luaL_checkstring(L, 5);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, 6, LUA_TTABLE);
+    luaL_checktype(L, 7, LUA_TTABLE);
+    luaL_checktype(L, 8, LUA_TTABLE);
+    lua_settop(L, 8);
+    for (; i <= to; i++) {
+        if (lua_rawgeti(L, 1, i) != LUA_TTABLE) break; /* 9: the record */
+        if (lua_getfield(L, 9, pk) != LUA_TSTRING) break; /* 10 */
+        if (sk) {
+            if (lua_getfield(L, 9, sk) != LUA_TSTRING) break; /* 11 */
+        } else {
+            lua_pushnil(L); /* 11 */
+        }
+        if (!s_push_key_id(L, st, 10, sk ? 11 : 0)) break; /* 12 (strings always make one) */
+        lua_rawseti(L, 8, i);
+        lua_rawseti(L, 7, i);
+        lua_rawseti(L, 6, i);
+        lua_settop(L, 8);
+    }
+    lua_pushinteger(L, i);
+    return 1;
+}
+
 /* The document readers behind the decode entry points. */
 static void s_read_item(struct s_read *d) { s_dec_av_map(d, 0); }
 static void s_read_av(struct s_read *d) { s_dec_av(d); }
@@ -2708,6 +2745,7 @@ static const luaL_Reg s_funcs[] = {
     {"page_result", l_page_result},
     {"key_id", l_key_id},
     {"index_items", l_index_items},
+    {"prepare_keys", l_prepare_keys},
     {"json_decode", l_json_decode},
     {"marshal", l_marshal},
     {"marshal_value", l_marshal_value},

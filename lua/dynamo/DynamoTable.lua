@@ -52,6 +52,7 @@ local os_date = os.date
 local json_encode, json_decode = core.json_encode, core.json_decode
 local encode_item_json, encode_items = core.encode_item, core.encode_items
 local key_id, index_items, encode_keys = core.key_id, core.index_items, core.encode_keys
+local prepare_keys = core.prepare_keys
 local new_table = core.new_table
 local page_fill, page_result = core.page_fill, core.page_result
 local as_item = core.as_item
@@ -299,6 +300,8 @@ end
 -- record, returning record, partition key value, sort key value (nil without
 -- a sort key) and identity string (core.key_id). The table's settings are
 -- read once, when the preparer is made (once per call of a batch method).
+-- Second result: true when records need no conversion and the keys are
+-- strings, so core.prepare_keys may key a window of them at once.
 local function make_preparer(self)
   local rc = self.record_class
   local is_instance = rc ~= nil and type(rc) == "table" and rawget(rc, "is_instance") or nil
@@ -328,6 +331,7 @@ local function make_preparer(self)
     end
     return v
   end
+  local plain = rc == nil and normalize == nil and pstring and (sk == nil or sstring)
   return function(record, position)
     if type(record) ~= "table" then
       fail(("%s: record %s must be a table, got %s"):format(label(self), tostring(position or ""), type(record)))
@@ -345,7 +349,7 @@ local function make_preparer(self)
       skv = key_value(record, position, sk, "get_sort_key", "sort key", skt, sstring, scheck)
     end
     return record, pkv, skv, key_id(pkv, skv)
-  end
+  end, plain
 end
 
 local function prepare_values(self, record, position)
@@ -853,7 +857,21 @@ end
 -- prepared completely first, so a bad record raises before any request; an
 -- iterator function is prepared as it is read.
 local function window_filler(self, records, what, raw)
-  local prep = raw or make_preparer(self)
+  local prep, plain = raw, false
+  if not raw then prep, plain = make_preparer(self) end
+  local pk, sk = self._pk, self._sk
+  -- keys recs[1..n] of a window whose first record is number `first` (in C
+  -- while records are plain; any other goes through prep, which may raise)
+  local function key_all(w, n, first)
+    local recs, pv, sv, ids = w.recs, w.pv, w.sv, w.ids
+    local i = 1
+    if plain then i = prepare_keys(recs, 1, n, pk, sk, pv, sv, ids) end
+    while i <= n do
+      recs[i], pv[i], sv[i], ids[i] = prep(recs[i], first + i - 1)
+      i = i + 1
+      if plain then i = prepare_keys(recs, i, n, pk, sk, pv, sv, ids) end
+    end
+  end
   local function clear_rest(w, n)
     local recs, pv, sv, ids = w.recs, w.pv, w.sv, w.ids
     for i = n + 1, w.n do recs[i], pv[i], sv[i], ids[i] = nil, nil, nil, nil end
@@ -863,15 +881,16 @@ local function window_filler(self, records, what, raw)
   if type(records) == "function" then
     local position = 0
     return function(w, max)
-      local recs, pv, sv, ids = w.recs, w.pv, w.sv, w.ids
+      local recs = w.recs
       local n = 0
       while n < max do
         local r = records()
         if r == nil then break end
-        position = position + 1
         n = n + 1
-        recs[n], pv[n], sv[n], ids[n] = prep(r, position)
+        recs[n] = r
       end
+      key_all(w, n, position + 1)
+      position = position + n
       return clear_rest(w, n)
     end
   end
@@ -879,13 +898,14 @@ local function window_filler(self, records, what, raw)
   local all = new_window()
   local total = 0
   do
-    local recs, pv, sv, ids = all.recs, all.pv, all.sv, all.ids
+    local recs = all.recs
     while true do
       local r = src()
       if r == nil then break end
       total = total + 1
-      recs[total], pv[total], sv[total], ids[total] = prep(r, total)
+      recs[total] = r
     end
+    key_all(all, total, 1)
   end
   local at = 0
   return function(w, max)

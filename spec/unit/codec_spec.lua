@@ -742,6 +742,27 @@ describe("dynamo.core codec", function()
       end
     end)
 
+    it("prepare_keys keys records whose key attributes are strings, and stops at the first other", function()
+      local prepare_keys = core.prepare_keys
+      local via_meta = setmetatable({}, { __index = { pk = "m", sk = "n" } })
+      local recs = { { pk = "a", sk = "1" }, via_meta, { pk = "c", sk = 3 }, { pk = "d", sk = "4" }, "e", { sk = "6" } }
+      local pv, sv, ids = { "stale" }, {}, {}
+      assert.equal(3, prepare_keys(recs, 1, #recs, "pk", "sk", pv, sv, ids))
+      assert.same({ "a", "m" }, pv)
+      assert.same({ "1", "n" }, sv)
+      assert.same({ key_id("a", "1"), key_id("m", "n") }, ids)
+      assert.equal(5, prepare_keys(recs, 4, #recs, "pk", "sk", pv, sv, ids)) -- "e" is not a table
+      assert.equal("d", pv[4])
+      assert.equal(key_id("d", "4"), ids[4])
+      assert.is_nil(pv[3])
+      assert.equal(6, prepare_keys(recs, 6, 6, "pk", "sk", pv, sv, ids)) -- no pk
+      assert.equal(7, prepare_keys(recs, 6, 6, "sk", nil, pv, sv, ids)) -- a table without a sort key
+      assert.equal("6", pv[6])
+      assert.is_nil(sv[6])
+      assert.equal(key_id("6"), ids[6])
+      assert.equal(1, prepare_keys({}, 1, 0, "pk", "sk", pv, sv, ids)) -- nothing to do: to + 1
+    end)
+
     it("index_items maps each item by its key identity", function()
       local items = { { pk = "a", sk = 1, v = 1 }, { pk = "a", sk = 2.0, v = 2 }, { pk = binary("b"), sk = 1, v = 3 } }
       local into = {}

@@ -151,6 +151,38 @@ describe("dynamo.DynamoTable", function()
       assert.equal(0, #calls)
     end)
 
+    it("keys plain records and hook-keyed ones in one window, and names the bad one by its position", function()
+      local t, calls = manager(routes{ BatchGetItem = function(body)
+        local items = {}
+        for i, k in ipairs(body.RequestItems.my_table_name.Keys) do items[i] = { pk = k.pk, sk = k.sk, found = { BOOL = true } } end
+        return 200, { Responses = { my_table_name = items } }
+      end })
+      local recs = { { pk = "p1", sk = "s1" }, { pk_column = "p2", sk_column = "s2" }, { pk = "p3", sk = "s3" },
+                     { pk = "p4", sk_column = "s4" } }
+      local got = {}
+      for r, found in t:batch_get_records(recs) do
+        assert.is_true(found)
+        assert.is_true(r.found)
+        got[#got + 1] = r.pk .. "/" .. r.sk
+      end
+      assert.same({ "p1/s1", "p2/s2", "p3/s3", "p4/s4" }, got)
+      local sent = {}
+      for _, k in ipairs(calls[1].body.RequestItems.my_table_name.Keys) do sent[#sent + 1] = k.pk.S .. "/" .. k.sk.S end
+      assert.same(got, sent)
+      -- an iterator: the third record of the second window is bad
+      local i = 0
+      local ok, err = pcall(function()
+        for _ in t:batch_get_records(function()
+          i = i + 1
+          if i == 803 then return { pk = "x", sk = 5 } end
+          if i <= 900 then return { pk = "p", sk = tostring(i) } end
+        end) do end
+      end)
+      assert.is_false(ok)
+      assert.matches("record 803 ", err.message, 1, true)
+      assert.matches("sort key sk must be of type S, got N", err.message, 1, true)
+    end)
+
     it("lets a definition extend another: hooks in the base, tables in subclasses", function()
       local Base = DynamoTable:extend{ sort_key_name = "kind" }
       function Base:get_partition_key(record) return "user#" .. record.id end
