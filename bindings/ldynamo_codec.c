@@ -25,6 +25,7 @@
  *   key_id(pkv [, skv])         -> exact identity string of a key
  *   index_items(items, pk, sk, into) -> into[key_id(...)] = item
  *   prepare_keys(recs, from, to, pk, sk, pv, sv, ids) -> keys a window of plain records
+ *   merge_items(recs, ids, found, out, flags, from, to) -> found items merged with their records
  *   page(text), page_next(page), page_fill(page, buf, max), page_result(page)
  *                               -> a Query/Scan response read a few items at a time
  * Encoding errors read "<root><path>: <what>" (root defaults to "item" for
@@ -1979,6 +1980,43 @@ static int l_prepare_keys(lua_State *L) {
     return 1;
 }
 
+/*
+ * core.merge_items(recs, ids, found, out, flags, from, to) -> i: for each
+ * record recs[from..to] whose item found[ids[i]] exists, copies into the item
+ * every field of the record it lacks, then out[i], flags[i] = item, true.
+ * Stops at the first record without an item and returns its index (to + 1
+ * when none): the caller makes that one's output itself.
+ */
+static int l_merge_items(lua_State *L) {
+    lua_Integer i = luaL_checkinteger(L, 6), to = luaL_checkinteger(L, 7);
+    int k;
+    for (k = 1; k <= 5; k++) luaL_checktype(L, k, LUA_TTABLE);
+    lua_settop(L, 7);
+    for (; i <= to; i++) {
+        lua_rawgeti(L, 2, i); /* 8: the id */
+        if (lua_rawget(L, 3) != LUA_TTABLE) break; /* 8: the item */
+        if (lua_rawgeti(L, 1, i) != LUA_TTABLE) break; /* 9: the record */
+        lua_pushnil(L);
+        while (lua_next(L, 9)) { /* 10: key, 11: value */
+            lua_pushvalue(L, 10);
+            if (lua_rawget(L, 8) == LUA_TNIL) { /* 12 */
+                lua_pop(L, 1);
+                lua_pushvalue(L, 10);
+                lua_insert(L, -2); /* key, key, value */
+                lua_rawset(L, 8);
+            } else {
+                lua_pop(L, 2);
+            }
+        }
+        lua_pop(L, 1);
+        lua_rawseti(L, 4, i);
+        lua_pushboolean(L, 1);
+        lua_rawseti(L, 5, i);
+    }
+    lua_pushinteger(L, i);
+    return 1;
+}
+
 /* The document readers behind the decode entry points. */
 static void s_read_item(struct s_read *d) { s_dec_av_map(d, 0); }
 static void s_read_av(struct s_read *d) { s_dec_av(d); }
@@ -2746,6 +2784,7 @@ static const luaL_Reg s_funcs[] = {
     {"key_id", l_key_id},
     {"index_items", l_index_items},
     {"prepare_keys", l_prepare_keys},
+    {"merge_items", l_merge_items},
     {"json_decode", l_json_decode},
     {"marshal", l_marshal},
     {"marshal_value", l_marshal_value},

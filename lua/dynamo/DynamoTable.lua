@@ -52,7 +52,7 @@ local os_date = os.date
 local json_encode, json_decode = core.json_encode, core.json_decode
 local encode_item_json, encode_items = core.encode_item, core.encode_items
 local key_id, index_items, encode_keys = core.key_id, core.index_items, core.encode_keys
-local prepare_keys = core.prepare_keys
+local prepare_keys, merge_items = core.prepare_keys, core.merge_items
 local new_table = core.new_table
 local page_fill, page_result = core.page_fill, core.page_result
 local as_item = core.as_item
@@ -1016,6 +1016,15 @@ local function batch_get_window(self, tname, w, consistent, out, flags, use_cach
   local found = fetch_items(self, tname, upv, usv, m, consistent)
   -- with duplicate keys in the window, each record gets its own copy of the item
   local used = m < n and {} or nil
+  if used == nil and rc == nil then
+    -- found items merged in C; a record without one gets its own output here
+    local i = merge_items(recs, ids, found, out, flags, 1, n)
+    while i <= n do
+      out[i], flags[i] = merge_found(recs[i], pk, pv[i], sk, sv[i], nil, nil), false
+      i = merge_items(recs, ids, found, out, flags, i + 1, n)
+    end
+    return
+  end
   for i = 1, n do
     local rec, item = recs[i], found[ids[i]]
     local r

@@ -763,6 +763,24 @@ describe("dynamo.core codec", function()
       assert.equal(1, prepare_keys({}, 1, 0, "pk", "sk", pv, sv, ids)) -- nothing to do: to + 1
     end)
 
+    it("merge_items gives each record its item with the record's missing fields, and stops at one without", function()
+      local merge_items = core.merge_items
+      local recs = { { pk = "a", x = 1, y = "rec" }, { pk = "b" }, { pk = "c", z = 3 } }
+      local ids = { key_id("a"), key_id("b"), key_id("c") }
+      local item_a, item_c = { pk = "a", y = "item" }, { pk = "c" }
+      local found = { [ids[1]] = item_a, [ids[3]] = item_c }
+      local out, flags = {}, {}
+      assert.equal(2, merge_items(recs, ids, found, out, flags, 1, 3))
+      assert.equal(item_a, out[1])
+      assert.same({ pk = "a", x = 1, y = "item" }, item_a) -- the item's own value wins
+      assert.is_true(flags[1])
+      assert.is_nil(out[2])
+      assert.equal(4, merge_items(recs, ids, found, out, flags, 3, 3))
+      assert.same({ pk = "c", z = 3 }, out[3])
+      assert.is_true(flags[3])
+      assert.equal(5, merge_items(recs, ids, found, out, flags, 5, 4))
+    end)
+
     it("index_items maps each item by its key identity", function()
       local items = { { pk = "a", sk = 1, v = 1 }, { pk = "a", sk = 2.0, v = 2 }, { pk = binary("b"), sk = 1, v = 3 } }
       local into = {}
