@@ -227,15 +227,18 @@ static int s_decode_arg(lua_State *L, int idx) {
     return lua_toboolean(L, idx);
 }
 
-/* A page read to its end gives its memory to the driver for the next response
- * (no large free and allocation per page); a closed client frees it. */
-static void s_page_recycle(void *owner, struct dyn_buf *body) {
-    struct client_box *box = owner;
-    if (box->c && box->c->http)
-        dyn_http_recycle(box->c->http, body);
+/* Gives the driver a response body that has been read, for the next
+ * response (no large free and allocation per response); without one (closed
+ * client, host transport) the memory is freed. */
+static void s_give_back(struct client *c, struct dyn_buf *body) {
+    if (c && c->http)
+        dyn_http_recycle(c->http, body);
     else
         dyn_buf_free(body);
 }
+
+/* A page read to its end gives its memory back (owner: the client's box). */
+static void s_page_recycle(void *owner, struct dyn_buf *body) { s_give_back(((struct client_box *)owner)->c, body); }
 
 /*
  * Pushes a successful call's body: as a string (decode -1) or decoded
@@ -268,12 +271,11 @@ static void s_invalid_response_info(lua_State *L, const struct dyn_call *call) {
     lua_remove(L, msg);
 }
 
-/* Gives the driver back the memory of a response that has been read. */
+/* Gives back the memory of a call's response once it has been read. */
 static void s_recycle(struct client *c, struct dyn_call *call) {
     struct dyn_buf b;
-    if (!c->http) return;
     dyn_call_take_body(call, &b);
-    dyn_http_recycle(c->http, &b);
+    s_give_back(c, &b);
 }
 
 /* body | nil, "code: message", info. Raises on a memory error. */
@@ -570,9 +572,10 @@ static int l_call_fail(lua_State *L) {
 
 static int l_call_result(lua_State *L) {
     struct lcall *lc = luaL_checkudata(L, 1, CALL_MT);
+    int decode;
     if (!lc->call) return luaL_error(L, "attempt to use a closed call");
     if (!dyn_call_is_done(lc->call)) return luaL_error(L, "call:result: the call is not finished");
-    int decode = s_decode_arg(L, 2);
+    decode = s_decode_arg(L, 2);
     lua_settop(L, 2);
     lua_getiuservalue(L, 1, 1); /* 3: the client */
     return s_push_result(L, lc->call, decode, 3);

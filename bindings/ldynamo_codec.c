@@ -1130,7 +1130,6 @@ static void s_push_name(struct s_read *d, const struct dyn_json_token *t) {
     lua_replace(d->L, d->names + (int)h);
 }
 
-
 /* Where a token starts (its opening quote for strings). */
 static const char *s_tok_at(const struct dyn_json_token *t) {
     return t->type == DYN_JSON_STRING ? t->text.ptr - 1 : t->text.ptr;
@@ -1949,8 +1948,7 @@ static int l_index_items(lua_State *L) {
  * record recs[from..to] that is a table whose pk (and sk, when given) value is
  * a string, pv[i], sv[i], ids[i] = that value, the sort value, key_id of both.
  * Stops at the first other record and returns its index (to + 1 when none):
- * the caller prepares that one itself (hooks, checks, errors). For tables
- * whose key attributes are strings.
+ * the caller prepares that one itself (hooks, checks, errors).
  */
 static int l_prepare_keys(lua_State *L) {
     const struct s_state *st = s_shared(L);

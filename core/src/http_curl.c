@@ -426,18 +426,19 @@ static size_t s_pop(struct s_run *run, size_t n) {
     return index;
 }
 
+/* The driver's status for a libcurl multi failure. */
+static int s_multi_status(CURLMcode mc) { return mc == CURLM_OUT_OF_MEMORY ? DYN_ENOMEM : DYN_ETRANSPORT; }
+
 /*
- * The watched socket of the transfer started last, when each transfer in
- * flight has exactly one watched socket and every one only waits for an
- * answer; else -1. A server answers in about the order it was asked, so when
- * that answer is in, the others mostly are too. (Never an idle socket: one
- * could keep the wait asleep until a timeout.)
+ * The watched socket of the transfer started last, when each of the
+ * in_flight transfers has exactly one watched socket and every one only
+ * waits for an answer; else -1. A server answers in about the order it was
+ * asked, so when that answer is in, the others mostly are too. (Never an idle
+ * socket: one could keep the wait asleep until a timeout.)
  */
-static int s_newest_reader(const struct dyn_http *http) {
-    int newest = -1, busy = 0, i, j;
-    if (http->nwatch < 2) return -1;
-    for (i = 0; i < http->cfg.concurrency; i++) busy += http->slots[i].busy;
-    if (busy != http->nwatch) return -1;
+static int s_newest_reader(const struct dyn_http *http, int in_flight) {
+    int newest = -1, i, j;
+    if (http->nwatch < 2 || http->nwatch != in_flight) return -1;
     for (i = 0; i < http->nwatch; i++) {
         const struct s_slot *slot = http->watch[i].slot;
         if (http->watch[i].what != CURL_POLL_IN || !slot || !slot->busy) return -1;
@@ -451,10 +452,11 @@ static int s_newest_reader(const struct dyn_http *http) {
 /*
  * Polls the sockets curl watches for up to timeout_ms and hands each ready
  * one to curl. The set is copied first: curl changes it while it runs. With
- * wait_newest, it sleeps on the newest transfer's socket alone (when every
- * socket only waits for an answer), then takes whatever else is ready.
+ * `newest_of` transfers in flight (0: not this time), it first sleeps on the
+ * newest one's socket alone (when every socket only waits for an answer),
+ * then takes whatever else is ready.
  */
-static int s_wait(struct dyn_http *http, int timeout_ms, int wait_newest) {
+static int s_wait(struct dyn_http *http, int timeout_ms, int newest_of) {
     struct pollfd *fds;
     int nfds = 0, i, ready;
     if (http->nwatch == 0) {
@@ -470,8 +472,8 @@ static int s_wait(struct dyn_http *http, int timeout_ms, int wait_newest) {
         http->cappfds = http->capwatch;
     }
     fds = http->pfds;
-    if (wait_newest) {
-        int newest = s_newest_reader(http);
+    if (newest_of) {
+        int newest = s_newest_reader(http, newest_of);
         if (newest >= 0) {
             struct pollfd one;
             one.fd = http->watch[newest].fd;
@@ -504,8 +506,7 @@ static int s_wait(struct dyn_http *http, int timeout_ms, int wait_newest) {
         if (fds[i].revents & (POLLERR | POLLNVAL)) ev |= CURL_CSELECT_ERR;
         mc = curl_multi_socket_action(http->multi, fds[i].fd, ev, &running);
         /* a socket closed by an earlier action in this loop is no longer curl's */
-        if (mc != CURLM_OK && mc != CURLM_BAD_SOCKET)
-            return mc == CURLM_OUT_OF_MEMORY ? DYN_ENOMEM : DYN_ETRANSPORT;
+        if (mc != CURLM_OK && mc != CURLM_BAD_SOCKET) return s_multi_status(mc);
     }
     return DYN_OK;
 }
@@ -580,7 +581,7 @@ int dyn_http_run(struct dyn_http *http, struct dyn_call *const *calls, size_t n)
                 http->timer_at = -1;
                 mc = curl_multi_socket_action(http->multi, CURL_SOCKET_TIMEOUT, 0, &running);
                 if (mc != CURLM_OK) {
-                    rc = mc == CURLM_OUT_OF_MEMORY ? DYN_ENOMEM : DYN_ETRANSPORT;
+                    rc = s_multi_status(mc);
                     goto fail;
                 }
             }
@@ -607,11 +608,12 @@ int dyn_http_run(struct dyn_http *http, struct dyn_call *const *calls, size_t n)
             int64_t left_ms = http->timer_at - s_mono_ms();
             if (left_ms < timeout) timeout = left_ms < 0 ? 0 : (long)left_ms;
         }
-        /* Sleeps until a socket is ready, curl's timer fires, or the nearest backoff ends. */
-        /* With every call in flight and none waiting to start or back off, the
-           run needs all the answers: one wakeup for the newest (the others
-           are read with it) instead of one per answer, each a cold start. */
-        if ((rc = s_wait(http, (int)timeout, run.count == 0 && run.n_waiting == 0)) < 0) goto fail;
+        /* Sleeps until a socket is ready, curl's timer fires, or the nearest
+           backoff ends. With every call in flight and none waiting to start
+           or back off, the run needs all the answers: one wakeup for the
+           newest (the others are read with it) instead of one per answer,
+           each a cold start. */
+        if ((rc = s_wait(http, (int)timeout, run.count == 0 && run.n_waiting == 0 ? in_flight : 0)) < 0) goto fail;
     }
     goto cleanup;
 fail:

@@ -1016,28 +1016,21 @@ local function batch_get_window(self, tname, w, consistent, out, flags, use_cach
   local found = fetch_items(self, tname, upv, usv, m, consistent)
   -- with duplicate keys in the window, each record gets its own copy of the item
   local used = m < n and {} or nil
-  if used == nil and rc == nil then
+  if used == nil then
     -- found items merged in C; a record without one gets its own output here
     local i = merge_items(recs, ids, found, out, flags, 1, n)
     while i <= n do
       out[i], flags[i] = merge_found(recs[i], pk, pv[i], sk, sv[i], nil, nil), false
       i = merge_items(recs, ids, found, out, flags, i + 1, n)
     end
-    return
-  end
-  for i = 1, n do
-    local rec, item = recs[i], found[ids[i]]
-    local r
-    if item == nil or used then
-      r = merge_found(rec, pk, pv[i], sk, sv[i], item, used)
-    else
-      r = item
-      for k, v in next, rec do
-        if r[k] == nil then r[k] = v end
-      end
+  else
+    for i = 1, n do
+      local item = found[ids[i]]
+      out[i], flags[i] = merge_found(recs[i], pk, pv[i], sk, sv[i], item, used), item ~= nil
     end
-    if rc ~= nil then r = to_output(self, r) end
-    out[i], flags[i] = r, item ~= nil
+  end
+  if rc ~= nil then
+    for i = 1, n do out[i] = to_output(self, out[i]) end
   end
 end
 
@@ -1367,10 +1360,9 @@ local function multi_pager(self, op, streams, per_round, limit, raw)
   if limit == 0 then return function() return nil end end
   local client = self.client
   local rc = (not raw) and self.record_class or nil
-  local states = {}
-  for i, st in ipairs(streams) do
-    states[i] = { at = i, params = st.params, limit = st.limit, page_limit = st.page_limit, returned = 0 }
-  end
+  -- each stream also keeps its position (at), records returned and LastEvaluatedKey
+  local states = streams
+  for i, st in ipairs(states) do st.at, st.returned = i, 0 end
   local started = 0 -- streams started, in order
   local round, k = {}, 0 -- the streams of this round, and which one's page is read
   local pages
