@@ -25,6 +25,8 @@ struct dyn_call {
     struct dyn_random random;
     int state;
     int attempts;
+    int max_attempts;   /* cfg->retry.max_attempts unless dyn_call_set_policy says otherwise */
+    int use_quota;      /* take retries from cfg->bucket and refund it on success */
     int last_cost;      /* tokens taken by the latest retry, refunded on success */
     int pending_class;  /* class of the failed attempt being retried */
     int64_t retry_after_ms;
@@ -327,6 +329,8 @@ int dyn_call_new(const struct dyn_call_config *cfg, dyn_slice operation, dyn_sli
     call->random = cfg->random;
     call->state = S_READY;
     call->retry_after_ms = -1;
+    call->max_attempts = cfg->retry.max_attempts;
+    call->use_quota = 1;
     dyn_buf_init(&call->target, cfg->alloc);
     dyn_buf_init(&call->body, cfg->alloc);
     dyn_buf_init(&call->token, cfg->alloc);
@@ -342,6 +346,13 @@ cleanup:
     dyn_call_free(call);
     return rc;
 }
+
+void dyn_call_set_policy(struct dyn_call *call, int max_attempts, int use_quota) {
+    call->max_attempts = max_attempts < 1 ? 1 : max_attempts;
+    call->use_quota = use_quota != 0;
+}
+
+int64_t dyn_call_retry_after_ms(const struct dyn_call *call) { return call->retry_after_ms; }
 
 void dyn_call_free(struct dyn_call *call) {
     const struct dyn_allocator *alloc;
@@ -477,15 +488,15 @@ static void s_finish_error(struct dyn_call *call, int status, int retry_class) {
 static void s_decide(struct dyn_call *call, int status, int retry_class, int64_t retry_after_ms) {
     int cost;
     call->error.retry_class = retry_class;
+    call->retry_after_ms = retry_after_ms;
     if (retry_class != DYN_RETRY_THROTTLING && retry_class != DYN_RETRY_TRANSIENT) goto finish;
-    if (call->attempts >= call->cfg->retry.max_attempts) goto finish;
-    if (call->cfg->bucket) {
+    if (call->attempts >= call->max_attempts) goto finish;
+    if (call->cfg->bucket && call->use_quota) {
         cost = dyn_retry_bucket_acquire(call->cfg->bucket, retry_class);
         if (cost == 0) goto finish;
         call->last_cost = cost;
     }
     call->pending_class = retry_class;
-    call->retry_after_ms = retry_after_ms;
     call->state = S_BACKOFF;
     return;
 finish:
@@ -579,7 +590,7 @@ static int s_feed(struct dyn_call *call, long http_status, const struct dyn_head
         } else if ((rc = dyn_buf_append_slice(&call->response, body)) < 0) {
             goto cleanup;
         }
-        if (call->cfg->bucket) dyn_retry_bucket_release(call->cfg->bucket, call->last_cost);
+        if (call->cfg->bucket && call->use_quota) dyn_retry_bucket_release(call->cfg->bucket, call->last_cost);
         call->error.retry_class = DYN_RETRY_OK;
         call->error.status = DYN_OK;
         call->state = S_DONE;

@@ -406,25 +406,13 @@ static struct s_slot *s_free_slot(struct dyn_http *http) {
 
 /* ---- the runner ---- */
 
-struct s_run {
-    size_t *queue; /* ring of calls ready for dyn_call_next, in order */
-    size_t head, count;
-    size_t *waiting; /* calls backing off, unordered */
-    size_t n_waiting;
-    int64_t *wake; /* per call: monotonic ms its wait ends */
+/* A call of the op being driven: in a transfer, backing off, or about to be advanced. */
+struct s_active {
+    struct dyn_call *call; /* NULL: free */
+    int state;             /* A_READY, A_SENDING, A_WAITING */
+    int64_t wake;          /* A_WAITING: monotonic ms its backoff ends */
 };
-
-static void s_push(struct s_run *run, size_t n, size_t index) {
-    run->queue[(run->head + run->count) % n] = index;
-    run->count++;
-}
-
-static size_t s_pop(struct s_run *run, size_t n) {
-    size_t index = run->queue[run->head];
-    run->head = (run->head + 1) % n;
-    run->count--;
-    return index;
-}
+enum { A_READY, A_SENDING, A_WAITING };
 
 /* The driver's status for a libcurl multi failure. */
 static int s_multi_status(CURLMcode mc) { return mc == CURLM_OUT_OF_MEMORY ? DYN_ENOMEM : DYN_ETRANSPORT; }
@@ -511,97 +499,136 @@ static int s_wait(struct dyn_http *http, int timeout_ms, int newest_of) {
     return DYN_OK;
 }
 
-int dyn_http_run(struct dyn_http *http, struct dyn_call *const *calls, size_t n) {
-    struct s_run run;
-    size_t done = 0, i, k;
-    int in_flight = 0, rc = DYN_OK;
-    memset(&run, 0, sizeof run);
-    if (n == 0) goto cleanup;
-    if (n > SIZE_MAX / sizeof(int64_t)) {
-        rc = DYN_ENOMEM;
-        goto fail;
+/* Drops every transfer in flight. */
+static void s_drop_transfers(struct dyn_http *http) {
+    int s;
+    if (!http->slots) return;
+    for (s = 0; s < http->cfg.concurrency; s++)
+        if (http->slots[s].busy) s_release_slot(http, &http->slots[s]);
+}
+
+/*
+ * Runs curl's timer when due and hands each finished transfer to its call.
+ * Returns the number completed, or a negative status.
+ */
+static int s_collect(struct dyn_http *http, struct s_active *act, int *in_flight) {
+    CURLMsg *msg;
+    CURLMcode mc;
+    int left, completed = 0, rc;
+    if (http->timer_at >= 0 && http->timer_at <= s_mono_ms()) {
+        int running;
+        http->timer_at = -1;
+        mc = curl_multi_socket_action(http->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        if (mc != CURLM_OK) return s_multi_status(mc);
     }
-    run.queue = dyn_mem_alloc(http->alloc, n * sizeof *run.queue);
-    run.waiting = dyn_mem_alloc(http->alloc, n * sizeof *run.waiting);
-    run.wake = dyn_mem_alloc(http->alloc, n * sizeof *run.wake);
-    if (!run.queue || !run.waiting || !run.wake) {
-        rc = DYN_ENOMEM;
-        goto fail;
+    while ((msg = curl_multi_info_read(http->multi, &left)) != NULL) {
+        struct s_slot *slot;
+        char *priv = NULL;
+        struct s_active *a;
+        if (msg->msg != CURLMSG_DONE) continue;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
+        slot = (struct s_slot *)(void *)priv;
+        a = &act[slot->index];
+        (*in_flight)--;
+        completed++;
+        a->state = A_READY;
+        if ((rc = s_complete(http, slot, a->call, msg->data.result)) < 0) return rc;
     }
-    for (i = 0; i < n; i++) {
-        if (dyn_call_is_done(calls[i]))
-            done++;
-        else
-            s_push(&run, n, i);
+    return completed;
+}
+
+int dyn_http_drive(struct dyn_http *http, struct dyn_op *op) {
+    const int conc = http->cfg.concurrency;
+    struct s_active *act;
+    int n_act = 0, in_flight = 0, op_idle = 0, rc = DYN_OK, k;
+    int64_t op_wake = -1; /* the op said WAIT: ask again at this monotonic time */
+    act = dyn_mem_alloc(http->alloc, sizeof *act * (size_t)conc);
+    if (!act) {
+        op->abort(op, DYN_ENOMEM, dyn_status_str(DYN_ENOMEM));
+        return DYN_ENOMEM;
     }
-    while (done < n) {
+    memset(act, 0, sizeof *act * (size_t)conc);
+    for (;;) {
         int64_t mono = s_mono_ms();
         long timeout = S_MAX_POLL_MS;
-        CURLMcode mc;
+        int progressed = 0, waiting = 0;
 
-        for (k = 0; k < run.n_waiting;) {
-            if (run.wake[run.waiting[k]] <= mono) {
-                s_push(&run, n, run.waiting[k]);
-                run.waiting[k] = run.waiting[--run.n_waiting];
+        /* New calls, while a slot is free and the op has work now. */
+        while (n_act < conc && !op_idle && (op_wake < 0 || op_wake <= mono)) {
+            struct dyn_op_step step;
+            op_wake = -1;
+            if ((rc = op->next(op, dyn_http_now_unix_ms(), mono, &step)) < 0) goto fail;
+            if (step.kind == DYN_OP_SEND) {
+                for (k = 0; k < conc && act[k].call; k++) continue;
+                act[k].call = step.call;
+                act[k].state = A_READY;
+                n_act++;
+            } else if (step.kind == DYN_OP_WAIT) {
+                op_wake = mono + (int64_t)step.wait_ms;
+            } else if (step.kind == DYN_OP_IDLE) {
+                op_idle = 1;
             } else {
-                k++;
+                if (n_act == 0) goto cleanup;
+                op_idle = 1; /* an op is done only once its calls are back: wait for them */
             }
+            if (step.kind != DYN_OP_SEND) break;
+        }
+        if (n_act == 0 && op_idle) {
+            /* IDLE with nothing in flight cannot change by waiting */
+            rc = DYN_EINVAL;
+            goto fail;
         }
 
-        /* Only a call that may get a slot is advanced: next() signs, and a signed request must go out. */
-        while (run.count && in_flight < http->cfg.concurrency) {
+        /* Advance the calls that can move: a call that starts gets a slot (n_act <= conc). */
+        for (k = 0; k < conc; k++) {
+            struct s_active *a = &act[k];
             struct dyn_step step;
-            i = s_pop(&run, n);
-            if ((rc = dyn_call_next(calls[i], dyn_http_now_unix_ms(), &step)) < 0) goto fail;
+            if (!a->call || a->state == A_SENDING) continue;
+            if (a->state == A_WAITING && a->wake > mono) {
+                waiting = 1;
+                continue;
+            }
+            if ((rc = dyn_call_next(a->call, dyn_http_now_unix_ms(), &step)) < 0) goto fail;
             if (step.kind == DYN_STEP_DONE) {
-                done++;
+                struct dyn_call *call = a->call;
+                a->call = NULL;
+                n_act--;
+                op_idle = 0;
+                op_wake = -1;
+                progressed = 1;
+                if ((rc = op->feed(op, call, s_mono_ms())) < 0) goto fail;
             } else if (step.kind == DYN_STEP_WAIT) {
-                run.wake[i] = mono + (int64_t)step.wait_ms;
-                run.waiting[run.n_waiting++] = i;
+                a->state = A_WAITING;
+                a->wake = mono + (int64_t)step.wait_ms;
+                waiting = 1;
             } else {
-                struct s_slot *slot = s_free_slot(http); /* never NULL: in_flight < concurrency */
-                rc = slot ? s_start(http, slot, i, &step.request) : DYN_EINVAL;
+                struct s_slot *slot = s_free_slot(http); /* never NULL: calls <= slots */
+                rc = slot ? s_start(http, slot, (size_t)k, &step.request) : DYN_EINVAL;
                 if (rc < 0) {
-                    dyn_call_abort(calls[i], rc, dyn_status_str(rc));
+                    dyn_call_abort(a->call, rc, dyn_status_str(rc));
                     goto fail;
                 }
+                a->state = A_SENDING;
                 in_flight++;
                 http->stats.requests++;
-                if (dyn_call_attempts(calls[i]) > 1) http->stats.retries++;
+                if (dyn_call_attempts(a->call) > 1) http->stats.retries++;
             }
         }
-        if (done == n) break;
+        if (progressed) continue;
 
         if (in_flight) {
-            CURLMsg *msg;
-            int left, completed = 0;
-            /* curl's timer (0 right after a transfer is added) runs what is due */
-            if (http->timer_at >= 0 && http->timer_at <= s_mono_ms()) {
-                int running;
-                http->timer_at = -1;
-                mc = curl_multi_socket_action(http->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-                if (mc != CURLM_OK) {
-                    rc = s_multi_status(mc);
-                    goto fail;
-                }
-            }
-            while ((msg = curl_multi_info_read(http->multi, &left)) != NULL) {
-                struct s_slot *slot;
-                char *priv = NULL;
-                if (msg->msg != CURLMSG_DONE) continue;
-                curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
-                slot = (struct s_slot *)(void *)priv;
-                i = slot->index;
-                in_flight--;
-                completed++;
-                s_push(&run, n, i);
-                if ((rc = s_complete(http, slot, calls[i], msg->data.result)) < 0) goto fail;
-            }
-            if (completed) continue;
+            if ((rc = s_collect(http, act, &in_flight)) < 0) goto fail;
+            if (rc > 0) continue;
         }
 
-        for (k = 0; k < run.n_waiting; k++) {
-            int64_t left_ms = run.wake[run.waiting[k]] - mono;
+        for (k = 0; k < conc; k++) {
+            if (act[k].call && act[k].state == A_WAITING) {
+                int64_t left_ms = act[k].wake - mono;
+                if (left_ms < timeout) timeout = left_ms < 0 ? 0 : (long)left_ms;
+            }
+        }
+        if (op_wake >= 0 && n_act < conc) {
+            int64_t left_ms = op_wake - mono;
             if (left_ms < timeout) timeout = left_ms < 0 ? 0 : (long)left_ms;
         }
         if (http->timer_at >= 0) {
@@ -609,24 +636,65 @@ int dyn_http_run(struct dyn_http *http, struct dyn_call *const *calls, size_t n)
             if (left_ms < timeout) timeout = left_ms < 0 ? 0 : (long)left_ms;
         }
         /* Sleeps until a socket is ready, curl's timer fires, or the nearest
-           backoff ends. With every call in flight and none waiting to start
-           or back off, the run needs all the answers: one wakeup for the
-           newest (the others are read with it) instead of one per answer,
-           each a cold start. */
-        if ((rc = s_wait(http, (int)timeout, run.count == 0 && run.n_waiting == 0 ? in_flight : 0)) < 0) goto fail;
+           backoff ends. When the op has nothing more to start and no call
+           backs off, every answer is needed: one wakeup for the newest (the
+           others are read with it) instead of one per answer, each a cold start. */
+        if ((rc = s_wait(http, (int)timeout, op_idle && !waiting && op_wake < 0 ? in_flight : 0)) < 0) goto fail;
     }
-    goto cleanup;
 fail:
-    /* Leave nothing half-done: drop in-flight transfers and end every unfinished call. */
-    if (http->slots) {
-        int s;
-        for (s = 0; s < http->cfg.concurrency; s++)
-            if (http->slots[s].busy) s_release_slot(http, &http->slots[s]);
-    }
-    for (i = 0; i < n; i++) dyn_call_abort(calls[i], rc, dyn_status_str(rc));
+    /* Leave nothing half-done: drop in-flight transfers; the op ends its own work. */
+    s_drop_transfers(http);
+    op->abort(op, rc, dyn_status_str(rc));
 cleanup:
-    dyn_mem_free(http->alloc, run.queue, n * sizeof *run.queue);
-    dyn_mem_free(http->alloc, run.waiting, n * sizeof *run.waiting);
-    dyn_mem_free(http->alloc, run.wake, n * sizeof *run.wake);
+    dyn_mem_free(http->alloc, act, sizeof *act * (size_t)conc);
     return rc;
+}
+
+/* dyn_http_run's op: the given calls, started in order, each with its own retries. */
+struct s_list_op {
+    struct dyn_op op;
+    struct dyn_call *const *calls;
+    size_t n, next, out;
+};
+
+static int s_list_next(struct dyn_op *op, int64_t now_unix_ms, int64_t now_mono_ms, struct dyn_op_step *step) {
+    struct s_list_op *l = (struct s_list_op *)(void *)op;
+    (void)now_unix_ms;
+    (void)now_mono_ms;
+    memset(step, 0, sizeof *step);
+    while (l->next < l->n && dyn_call_is_done(l->calls[l->next])) l->next++;
+    if (l->next < l->n) {
+        step->kind = DYN_OP_SEND;
+        step->call = l->calls[l->next++];
+        l->out++;
+    } else {
+        step->kind = l->out ? DYN_OP_IDLE : DYN_OP_DONE;
+    }
+    return DYN_OK;
+}
+
+static int s_list_feed(struct dyn_op *op, struct dyn_call *call, int64_t now_mono_ms) {
+    struct s_list_op *l = (struct s_list_op *)(void *)op;
+    (void)call;
+    (void)now_mono_ms;
+    l->out--;
+    return DYN_OK;
+}
+
+static void s_list_abort(struct dyn_op *op, int status, const char *message) {
+    struct s_list_op *l = (struct s_list_op *)(void *)op;
+    size_t i;
+    for (i = 0; i < l->n; i++) dyn_call_abort(l->calls[i], status, message);
+}
+
+int dyn_http_run(struct dyn_http *http, struct dyn_call *const *calls, size_t n) {
+    struct s_list_op l;
+    l.op.next = s_list_next;
+    l.op.feed = s_list_feed;
+    l.op.abort = s_list_abort;
+    l.calls = calls;
+    l.n = n;
+    l.next = 0;
+    l.out = 0;
+    return dyn_http_drive(http, &l.op);
 }

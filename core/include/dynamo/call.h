@@ -190,6 +190,18 @@ int dyn_call_feed_transport_error(struct dyn_call *call, int status, const char 
  */
 void dyn_call_abort(struct dyn_call *call, int status, const char *message);
 
+/*
+ * Overrides the retry policy of this call: at most max_attempts attempts (the
+ * config's by default; 1 = no retry), and whether its retries take from the
+ * config's quota and a success refunds it (1 by default). An operation that
+ * retries the work itself (dynamo/batch.h) makes its calls try once, outside
+ * the quota, so there is one policy and not two stacked.
+ */
+void dyn_call_set_policy(struct dyn_call *call, int max_attempts, int use_quota);
+
+/* The server's x-amz-retry-after of the last failed attempt in ms, or -1. */
+int64_t dyn_call_retry_after_ms(const struct dyn_call *call);
+
 /* Replaces the random source for this call only (cfg->random by default). */
 void dyn_call_set_random(struct dyn_call *call, struct dyn_random random);
 

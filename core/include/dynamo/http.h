@@ -15,6 +15,7 @@
 #define DYNAMO_HTTP_H
 
 #include "dynamo/call.h"
+#include "dynamo/op.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -64,6 +65,15 @@ void dyn_http_destroy(struct dyn_http *http);
  * dyn_call_abort and the status is returned.
  */
 int dyn_http_run(struct dyn_http *http, struct dyn_call *const *calls, size_t n);
+
+/*
+ * Drives an op (dynamo/op.h: a batch, a set of pages) until it is DONE,
+ * with at most `concurrency` of its calls active at once; a call backing off
+ * holds its place but no connection. Returns DYN_OK when the op finished
+ * (its own result says how its work went), else DYN_ENOMEM or DYN_ETRANSPORT
+ * (the driver itself failed) after ending the op with op->abort.
+ */
+int dyn_http_drive(struct dyn_http *http, struct dyn_op *op);
 
 void dyn_http_get_stats(const struct dyn_http *http, struct dyn_http_stats *out);
 
