@@ -31,6 +31,7 @@ struct s_entry {
     unsigned char action; /* 'P' put, 'D' delete, 'G' get */
     unsigned char state;
     unsigned char found, uncertain, solo;
+    unsigned char after_failure; /* E_RETRY because its request failed (not handed back unprocessed) */
     int attempts;
     int owed;             /* quota tokens its latest retry took, refunded by a later success */
     int cause;            /* index into b->errors, -1: none */
@@ -341,15 +342,16 @@ static struct s_request *s_free_request(struct dyn_batch *b, int *index) {
 
 /*
  * Chooses the members of the next request: retries whose backoff is over
- * first (a solo entry goes alone), then entries never sent. While a retry
- * still backs off nothing new is taken, so a failing server is not fed fresh
- * work while old work waits (this is what bounds a batch's time to about one
- * call's). Sets *wait_ms when nothing can go now but a retry will.
+ * first (a solo entry goes alone), then entries never sent. While an entry
+ * of a failed request still backs off nothing new is taken, so a failing
+ * server is not fed fresh work while old work waits (this is what bounds a
+ * batch's time to about one call's); entries handed back unprocessed do not
+ * hold new work back. Sets *wait_ms when nothing can go now but a retry will.
  */
 static int s_choose(struct dyn_batch *b, struct s_request *r, int64_t now, int64_t *wait_ms) {
     size_t i, bytes = b->head.len + 16, max = b->opts.per_request;
     int64_t soonest = INT64_MAX;
-    int rc;
+    int blocked = 0, rc;
     r->n = 0;
     if ((rc = s_grow(b->alloc, (void **)&r->members, &r->cap, max, sizeof *r->members)) < 0) return rc;
     for (i = 0; i < b->n_retry && r->n < max;) {
@@ -357,6 +359,7 @@ static int s_choose(struct dyn_batch *b, struct s_request *r, int64_t now, int64
         struct s_entry *e = &b->entries[ei];
         if (e->not_before > now) {
             if (e->not_before < soonest) soonest = e->not_before;
+            if (e->after_failure) blocked = 1;
             i++;
             continue;
         }
@@ -370,17 +373,15 @@ static int s_choose(struct dyn_batch *b, struct s_request *r, int64_t now, int64
         b->n_retry--;
         if (e->solo) return DYN_OK;
     }
-    if (soonest != INT64_MAX && r->n == 0) {
-        *wait_ms = soonest - now;
-        return DYN_OK;
-    }
-    if (soonest != INT64_MAX) return DYN_OK;
-    while (b->next_new < b->n_entries && r->n < max) {
+    for (; i < b->n_retry; i++)
+        if (b->entries[b->retry[i]].after_failure && b->entries[b->retry[i]].not_before > now) blocked = 1;
+    while (!blocked && b->next_new < b->n_entries && r->n < max) {
         struct s_entry *e = &b->entries[b->next_new];
         if (bytes + s_entry_cost(b, e) > DYN_BATCH_MAX_REQUEST_BYTES && r->n > 0) break;
         r->members[r->n++] = b->next_new++;
         bytes += s_entry_cost(b, e);
     }
+    if (r->n == 0 && soonest != INT64_MAX) *wait_ms = soonest - now;
     return DYN_OK;
 }
 
@@ -509,6 +510,7 @@ static void s_unprocessed(struct dyn_batch *b, size_t ei, int64_t now) {
         return;
     }
     b->stats.retried_entries++;
+    e->after_failure = 0;
     s_retry_later(b, ei,
                   now + dyn_retry_backoff_ms(&b->cfg->retry, DYN_RETRY_TRANSIENT, e->attempts, s_draw(b), -1));
 }
@@ -746,6 +748,7 @@ static void s_request_failed(struct dyn_batch *b, struct s_request *r, int index
             continue;
         }
         e->owed = cost;
+        e->after_failure = 1;
         b->stats.retried_entries++;
         s_retry_later(b, ei,
                       now + dyn_retry_backoff_ms(&b->cfg->retry, err->retry_class, e->attempts, s_draw(b),
