@@ -20,6 +20,26 @@ void ldynamo_open_codec(lua_State *L);
 void ldynamo_open_sigv4(lua_State *L);
 void ldynamo_open_client(lua_State *L);
 void ldynamo_open_expr(lua_State *L);
+void ldynamo_open_batch(lua_State *L);
+
+struct dyn_call;
+struct dyn_call_config;
+struct dyn_error;
+struct dyn_http;
+struct dyn_batch;
+
+/* The client at idx (a dynamo.Client; raises when closed): its call config, its libcurl driver (made on first use). */
+const struct dyn_call_config *ldynamo_client_config(lua_State *L, int idx);
+struct dyn_http *ldynamo_client_http(lua_State *L, int idx);
+/* Pushes the plain info table of an error record (code, status, message, request_id, retryable, ...). */
+void ldynamo_push_error_info(lua_State *L, const struct dyn_error *e);
+/* Pushes a dynamo.Call box over a call an op owns (never freed by the box), tied to the client at client_idx. */
+void ldynamo_push_borrowed_call(lua_State *L, int client_idx, struct dyn_call *call);
+/* The call of a borrowed box at idx, which is closed by this; NULL when it is not a borrowed, open box. */
+struct dyn_call *ldynamo_release_borrowed_call(lua_State *L, int idx);
+/* The batch at idx (a dynamo.Batch; raises when freed). */
+struct dyn_batch *ldynamo_check_batch(lua_State *L, int idx);
+
 
 /* Argument #arg as a borrowed slice of a Lua string (raises when not a string). */
 static inline dyn_slice ldynamo_checkslice(lua_State *L, int arg) {

@@ -39,7 +39,8 @@ struct client_box {
 
 struct lcall {
     struct dyn_call *call;
-    double r; /* the random01 given to the latest next() */
+    double r;     /* the random01 given to the latest next() */
+    int borrowed; /* the call belongs to an op (a batch), which frees it */
 };
 
 /* ---- client lifetime ---- */
@@ -303,7 +304,7 @@ static int s_push_result(lua_State *L, struct dyn_call *call, int decode, int cl
 
 static int s_call_gc(lua_State *L) {
     struct lcall *lc = luaL_checkudata(L, 1, CALL_MT);
-    dyn_call_free(lc->call);
+    if (!lc->borrowed) dyn_call_free(lc->call);
     lc->call = NULL;
     return 0;
 }
@@ -322,6 +323,7 @@ static int s_new_call(lua_State *L, int client_idx, struct client *c, int op_idx
     lc = lua_newuserdatauv(L, sizeof *lc, 1);
     lc->call = NULL;
     lc->r = 0.0;
+    lc->borrowed = 0;
     luaL_setmetatable(L, CALL_MT);
     lua_pushvalue(L, client_idx);
     lua_setiuservalue(L, -2, 1);
@@ -579,6 +581,31 @@ static int l_call_result(lua_State *L) {
     lua_settop(L, 2);
     lua_getiuservalue(L, 1, 1); /* 3: the client */
     return s_push_result(L, lc->call, decode, 3);
+}
+
+/* ---- for the other areas (ldynamo_batch.c) ---- */
+
+const struct dyn_call_config *ldynamo_client_config(lua_State *L, int idx) { return &s_check_client(L, idx)->cfg; }
+
+struct dyn_http *ldynamo_client_http(lua_State *L, int idx) { return s_http(L, s_check_client(L, idx)); }
+
+void ldynamo_push_error_info(lua_State *L, const struct dyn_error *e) { s_push_info(L, e); }
+
+void ldynamo_push_borrowed_call(lua_State *L, int client_idx, struct dyn_call *call) {
+    struct lcall *lc = lua_newuserdatauv(L, sizeof *lc, 1);
+    lc->call = call;
+    lc->r = 0.0;
+    lc->borrowed = 1;
+    luaL_setmetatable(L, CALL_MT);
+    lua_pushvalue(L, client_idx);
+    lua_setiuservalue(L, -2, 1);
+}
+
+struct dyn_call *ldynamo_release_borrowed_call(lua_State *L, int idx) {
+    struct lcall *lc = luaL_checkudata(L, idx, CALL_MT);
+    struct dyn_call *call = lc->borrowed ? lc->call : NULL;
+    if (lc->borrowed) lc->call = NULL;
+    return call;
 }
 
 /* ---- module ---- */

@@ -48,6 +48,8 @@
 #include "dynamo/json.h"
 #include "ldynamo.h"
 
+#include "dynamo/batch.h"
+
 /* Upvalues shared by every function and metamethod of this area. */
 enum {
     UV_STATE = 1,
@@ -2015,6 +2017,174 @@ static int l_merge_items(lua_State *L) {
     return 1;
 }
 
+/* ---- the batch engine's codec side (dynamo/batch.h through ldynamo_batch.c) ---- */
+
+/* Raises for a status of dyn_batch_put/delete/get other than DYN_OK and DYN_ERANGE. */
+static void s_batch_check(lua_State *L, int rc, lua_Integer k) {
+    if (rc == DYN_ENOMEM) luaL_error(L, "not enough memory");
+    if (rc < 0) luaL_error(L, "batch: cannot add record %I (the batch already ran)", (LUAI_UACINT)k);
+}
+
+/*
+ * core.batch_put_items(batch, items, ids, i, j [, suffix]) -> nil | k, size:
+ * adds a put of items[k] for k = i..j with identity ids[k]. A table is
+ * encoded here as an AV map (suffix as in encode_items), a string is JSON
+ * already written. Stops at an item over 400 KB (DynamoDB's count) and
+ * returns its position and size, not adding it. Raises as encode_item on a
+ * bad value (the caller names the record).
+ */
+static int l_batch_put_items(lua_State *L) {
+    struct dyn_batch *b = ldynamo_check_batch(L, 1);
+    struct s_state *st;
+    int st_idx;
+    struct s_walk w;
+    lua_Integer i = luaL_checkinteger(L, 4), j = luaL_checkinteger(L, 5), k;
+    dyn_slice suffix = ldynamo_optslice(L, 6, "");
+    luaL_checktype(L, 2, LUA_TTABLE);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    luaL_argcheck(L, suffix.len == 0 || (suffix.ptr[0] == ',' && suffix.ptr[suffix.len - 1] == '}'), 6,
+                  "a suffix starts with ',' and ends with '}'");
+    lua_settop(L, 6);
+    st = s_acquire(L, &st_idx);
+    s_walk_init(&w, L, st, st_idx, "item");
+    for (k = i; k <= j; k++) {
+        dyn_slice json, id;
+        size_t size = 0;
+        int rc;
+        dyn_buf_reset(w.out);
+        if (lua_rawgeti(L, 2, k) == LUA_TSTRING) { /* 7 */
+            json = ldynamo_checkslice(L, 7);
+        } else {
+            s_enc_item(&w, 7);
+            if (suffix.len) {
+                size_t at = --w.out->len;
+                if (w.out->ptr[at - 1] == '{') s_put(&w, suffix.ptr + 1, suffix.len - 1);
+                else s_put(&w, suffix.ptr, suffix.len);
+            }
+            json = dyn_buf_slice(w.out);
+        }
+        if (lua_rawgeti(L, 3, k) != LUA_TSTRING) luaL_error(L, "batch_put_items: ids[%I] is not a string", k); /* 8 */
+        id = ldynamo_checkslice(L, 8);
+        rc = dyn_batch_put(b, id, json, &size);
+        if (rc == DYN_ERANGE) {
+            s_release(st);
+            lua_pushinteger(L, k);
+            lua_pushinteger(L, (lua_Integer)size);
+            return 2;
+        }
+        s_batch_check(L, rc, k);
+        lua_settop(L, 6);
+    }
+    s_release(st);
+    return 0;
+}
+
+/*
+ * core.batch_add_keys(batch, pk, pvals, sk, svals, ids, i, j): adds the keys
+ * k = i..j from parallel arrays of key values (sk and svals nil without a
+ * sort key): deletes in a write batch, reads in a read batch. Raises as
+ * encode_keys on a bad value.
+ */
+static int l_batch_add_keys(lua_State *L) {
+    struct dyn_batch *b = ldynamo_check_batch(L, 1);
+    struct s_state *st;
+    int st_idx, two = !lua_isnoneornil(L, 4), get;
+    struct s_walk w;
+    dyn_slice pk = ldynamo_checkslice(L, 2), sk = two ? ldynamo_checkslice(L, 4) : DYN_SLICE_EMPTY;
+    lua_Integer i = luaL_checkinteger(L, 7), j = luaL_checkinteger(L, 8), k;
+    luaL_checktype(L, 3, LUA_TTABLE);
+    if (two) luaL_checktype(L, 5, LUA_TTABLE);
+    luaL_checktype(L, 6, LUA_TTABLE);
+    lua_settop(L, 8);
+    get = dyn_batch_kind(b) == DYN_BATCH_GET;
+    st = s_acquire(L, &st_idx);
+    s_walk_init(&w, L, st, st_idx, "key");
+    for (k = i; k <= j; k++) {
+        int rc;
+        dyn_buf_reset(w.out);
+        s_putc(&w, '{');
+        s_put_string(&w, pk.ptr, pk.len);
+        s_putc(&w, ':');
+        lua_rawgeti(L, 3, k);
+        s_enc_av(&w, 9, 0);
+        lua_settop(L, 8);
+        if (two) {
+            s_putc(&w, ',');
+            s_put_string(&w, sk.ptr, sk.len);
+            s_putc(&w, ':');
+            lua_rawgeti(L, 5, k);
+            s_enc_av(&w, 9, 0);
+            lua_settop(L, 8);
+        }
+        s_putc(&w, '}');
+        if (lua_rawgeti(L, 6, k) != LUA_TSTRING) luaL_error(L, "batch_add_keys: ids[%I] is not a string", k); /* 9 */
+        rc = get ? dyn_batch_get(b, ldynamo_checkslice(L, 9), dyn_buf_slice(w.out))
+                 : dyn_batch_delete(b, ldynamo_checkslice(L, 9), dyn_buf_slice(w.out));
+        s_batch_check(L, rc, k);
+        lua_settop(L, 8);
+    }
+    s_release(st);
+    return 0;
+}
+
+/*
+ * core.batch_items(batch, recs, out, flags, i, j): the outcome of read slots
+ * i..j (1-based, in the order added): a found item is decoded into a native
+ * table and, when recs is a table, gets every field of recs[k] it lacks;
+ * then out[k], flags[k] = item, true. A slot done without an item gets
+ * flags[k] = false; a slot not done is left alone (flags[k] stays nil).
+ */
+static int l_batch_items(lua_State *L) {
+    struct dyn_batch *b = ldynamo_check_batch(L, 1);
+    lua_Integer i = luaL_checkinteger(L, 5), j = luaL_checkinteger(L, 6), k;
+    int merge = lua_istable(L, 2);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    luaL_checktype(L, 4, LUA_TTABLE);
+    lua_settop(L, 6);
+    for (k = i; k <= j; k++) {
+        struct dyn_batch_slot_info info;
+        if (k < 1 || dyn_batch_slot(b, (size_t)(k - 1), &info) < 0) return luaL_argerror(L, 6, "no such slot");
+        if (!info.done) continue;
+        if (!info.found) {
+            lua_pushboolean(L, 0);
+            lua_rawseti(L, 4, k);
+            continue;
+        }
+        {
+            struct s_state *st;
+            int st_idx;
+            struct s_read d;
+            st = s_acquire(L, &st_idx);
+            s_read_init(&d, L, st, info.item);
+            s_dec_av_map(&d, 0);
+            s_read_end(&d);
+            s_release(d.st);
+            /* the item is on top, above the decoder's name slots */
+            lua_replace(L, 7);
+            lua_settop(L, 7);
+        }
+        if (merge && lua_rawgeti(L, 2, k) == LUA_TTABLE) { /* 8 */
+            lua_pushnil(L);
+            while (lua_next(L, 8)) { /* 9: key, 10: value */
+                lua_pushvalue(L, 9);
+                if (lua_rawget(L, 7) == LUA_TNIL) { /* 11 */
+                    lua_pop(L, 1);
+                    lua_pushvalue(L, 9);
+                    lua_insert(L, -2);
+                    lua_rawset(L, 7);
+                } else {
+                    lua_pop(L, 2);
+                }
+            }
+        }
+        lua_settop(L, 7);
+        lua_rawseti(L, 3, k);
+        lua_pushboolean(L, 1);
+        lua_rawseti(L, 4, k);
+    }
+    return 0;
+}
+
 /* The document readers behind the decode entry points. */
 static void s_read_item(struct s_read *d) { s_dec_av_map(d, 0); }
 static void s_read_av(struct s_read *d) { s_dec_av(d); }
@@ -2783,6 +2953,9 @@ static const luaL_Reg s_funcs[] = {
     {"index_items", l_index_items},
     {"prepare_keys", l_prepare_keys},
     {"merge_items", l_merge_items},
+    {"batch_put_items", l_batch_put_items},
+    {"batch_add_keys", l_batch_add_keys},
+    {"batch_items", l_batch_items},
     {"json_decode", l_json_decode},
     {"marshal", l_marshal},
     {"marshal_value", l_marshal_value},

@@ -241,6 +241,7 @@ void dyn_batch_free(struct dyn_batch *b) {
 struct dyn_op *dyn_batch_op(struct dyn_batch *b) { return &b->op; }
 void dyn_batch_set_random(struct dyn_batch *b, struct dyn_random random) { b->random = random; }
 size_t dyn_batch_slots(const struct dyn_batch *b) { return b->n_slots; }
+int dyn_batch_kind(const struct dyn_batch *b) { return b->opts.kind; }
 void dyn_batch_get_stats(const struct dyn_batch *b, struct dyn_batch_stats *out) { *out = b->stats; }
 
 /* ---- adding entries ---- */

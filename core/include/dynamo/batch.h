@@ -92,6 +92,9 @@ int dyn_batch_put(struct dyn_batch *b, dyn_slice id, dyn_slice item_json, size_t
 int dyn_batch_delete(struct dyn_batch *b, dyn_slice id, dyn_slice key_json);
 int dyn_batch_get(struct dyn_batch *b, dyn_slice id, dyn_slice key_json);
 
+/* DYN_BATCH_WRITE or DYN_BATCH_GET. */
+int dyn_batch_kind(const struct dyn_batch *b);
+
 /* Slots added so far. */
 size_t dyn_batch_slots(const struct dyn_batch *b);
 
