@@ -27,6 +27,7 @@
 
 struct lbatch {
     struct dyn_batch *b; /* NULL once freed */
+    int64_t clock;       /* the monotonic ms the batch was last told */
 };
 
 static int64_t s_mono_ms(void) {
@@ -105,6 +106,7 @@ static int l_batch_new(lua_State *L) {
     /* the box first, then the batch (as liolib's newprefile) */
     lb = lua_newuserdatauv(L, sizeof *lb, 2);
     lb->b = NULL;
+    lb->clock = 0;
     luaL_setmetatable(L, BATCH_MT);
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1);
@@ -149,16 +151,28 @@ static int l_batch_run(lua_State *L) {
     return 0;
 }
 
-/* batch:next() -> "call", call | "wait", ms | "idle" | "done" */
+/*
+ * The batch's monotonic time: the clock's, but at least `waited` ms after the
+ * last time it was told, so a host that says it slept is trusted to have
+ * done so (as a call trusts its driver), even with a clock that did not move.
+ */
+static int64_t s_now(struct lbatch *lb, lua_Integer waited) {
+    int64_t now = s_mono_ms(), told = lb->clock + (waited > 0 ? (int64_t)waited : 0);
+    lb->clock = now > told ? now : told;
+    return lb->clock;
+}
+
+/* batch:next([waited_ms]) -> "call", call | "wait", ms | "idle" | "done"; waited_ms: what the host slept since */
 static int l_batch_next(lua_State *L) {
     struct lbatch *lb = s_check(L, 1);
     struct dyn_op *op = dyn_batch_op(lb->b);
     struct dyn_op_step step;
+    lua_Integer waited = luaL_optinteger(L, 2, 0);
     int rc;
     lua_settop(L, 1);
     lua_getiuservalue(L, 1, 1); /* 2: the client */
     ldynamo_client_config(L, 2); /* raises when it was closed */
-    rc = op->next(op, dyn_http_now_unix_ms(), s_mono_ms(), &step);
+    rc = op->next(op, dyn_http_now_unix_ms(), s_now(lb, waited), &step);
     if (rc < 0) return luaL_error(L, "not enough memory");
     switch (step.kind) {
     case DYN_OP_SEND:
@@ -194,7 +208,7 @@ static int l_batch_feed(lua_State *L) {
     lua_pushlightuserdata(L, call);
     lua_pushnil(L);
     lua_rawset(L, 3);
-    rc = op->feed(op, call, s_mono_ms());
+    rc = op->feed(op, call, s_now(lb, 0));
     if (rc == DYN_EINVAL) return luaL_error(L, "batch:feed: the call is not finished");
     if (rc == DYN_ENOMEM) return luaL_error(L, "not enough memory");
     return 0;

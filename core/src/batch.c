@@ -485,6 +485,8 @@ static int s_op_next(struct dyn_op *op, int64_t now_unix_ms, int64_t now_mono_ms
 
 /* ---- reading answers ---- */
 
+static double s_draw(struct dyn_batch *b) { return b->random.fn ? b->random.fn(b->random.ud) : 0.5; }
+
 static void s_retry_later(struct dyn_batch *b, size_t ei, int64_t when) {
     struct s_entry *e = &b->entries[ei];
     e->state = E_RETRY;
@@ -494,10 +496,8 @@ static void s_retry_later(struct dyn_batch *b, size_t ei, int64_t when) {
     b->retry[b->n_retry++] = ei;
 }
 
-static double s_draw(struct dyn_batch *b) { return b->random.fn ? b->random.fn(b->random.ud) : 0.5; }
-
-/* An entry that came back unprocessed: again after a backoff, unless out of attempts. */
-static void s_unprocessed(struct dyn_batch *b, size_t ei, int64_t now) {
+/* An entry that came back unprocessed: again after a backoff (r: the answer's draw), unless out of attempts. */
+static void s_unprocessed(struct dyn_batch *b, size_t ei, int64_t now, double r) {
     struct s_entry *e = &b->entries[ei];
     b->stats.unprocessed++;
     if (e->attempts >= b->opts.max_attempts) {
@@ -512,8 +512,7 @@ static void s_unprocessed(struct dyn_batch *b, size_t ei, int64_t now) {
     }
     b->stats.retried_entries++;
     e->after_failure = 0;
-    s_retry_later(b, ei,
-                  now + dyn_retry_backoff_ms(&b->cfg->retry, DYN_RETRY_TRANSIENT, e->attempts, s_draw(b), -1));
+    s_retry_later(b, ei, now + dyn_retry_backoff_ms(&b->cfg->retry, DYN_RETRY_TRANSIENT, e->attempts, r, -1));
 }
 
 /* The member of request `index` with this id, or SIZE_MAX. */
@@ -547,7 +546,8 @@ static int s_match(struct dyn_batch *b, int index, dyn_slice raw, size_t *ei) {
 }
 
 /* UnprocessedItems[table]: [{"PutRequest":{"Item":{..}}} | {"DeleteRequest":{"Key":{..}}}, ...] */
-static int s_read_unprocessed_writes(struct dyn_batch *b, struct dyn_json_reader *r, int index, int64_t now) {
+static int s_read_unprocessed_writes(struct dyn_batch *b, struct dyn_json_reader *r, int index, int64_t now,
+                                     double draw) {
     struct dyn_json_token t;
     int rc;
     if ((rc = dyn_json_next(r, &t)) < 0) return rc;
@@ -576,14 +576,15 @@ static int s_read_unprocessed_writes(struct dyn_batch *b, struct dyn_json_reader
                 }
                 if ((rc = s_raw_object(r, &t, &raw)) < 0) return rc;
                 if ((rc = s_match(b, index, raw, &ei)) < 0) return rc;
-                if (ei != SIZE_MAX) s_unprocessed(b, ei, now);
+                if (ei != SIZE_MAX) s_unprocessed(b, ei, now, draw);
             }
         }
     }
 }
 
 /* An array of key or item objects: Responses[table] (found) or UnprocessedKeys[table].Keys. */
-static int s_read_objects(struct dyn_batch *b, struct dyn_json_reader *r, int index, int found, int64_t now) {
+static int s_read_objects(struct dyn_batch *b, struct dyn_json_reader *r, int index, int found, int64_t now,
+                          double draw) {
     struct dyn_json_token t;
     int rc;
     if ((rc = dyn_json_next(r, &t)) < 0) return rc;
@@ -606,7 +607,7 @@ static int s_read_objects(struct dyn_batch *b, struct dyn_json_reader *r, int in
             e->item_len = (uint32_t)raw.len;
             e->found = 1;
         } else {
-            s_unprocessed(b, ei, now);
+            s_unprocessed(b, ei, now, draw);
         }
     }
 }
@@ -655,6 +656,8 @@ static int s_read_answer(struct dyn_batch *b, int index, dyn_slice body, int64_t
     struct dyn_json_reader r;
     struct dyn_json_token t;
     int rc, there;
+    /* one draw per answer: what it hands back goes out again together */
+    double draw = s_draw(b);
     dyn_json_reader_init(&r, body);
     if ((rc = dyn_json_next(&r, &t)) < 0) return rc;
     if (t.type != DYN_JSON_OBJ_BEGIN) return DYN_EJSON;
@@ -664,12 +667,12 @@ static int s_read_answer(struct dyn_batch *b, int index, dyn_slice body, int64_t
         if (b->opts.kind == DYN_BATCH_WRITE && dyn_slice_eq_cstr(t.text, "UnprocessedItems")) {
             if ((rc = s_enter_table(b, &r, &there)) < 0) return rc;
             if (!there) continue;
-            if ((rc = s_read_unprocessed_writes(b, &r, index, now)) < 0) return rc;
+            if ((rc = s_read_unprocessed_writes(b, &r, index, now, draw)) < 0) return rc;
             if ((rc = s_leave_object(&r)) < 0) return rc;
         } else if (b->opts.kind == DYN_BATCH_GET && dyn_slice_eq_cstr(t.text, "Responses")) {
             if ((rc = s_enter_table(b, &r, &there)) < 0) return rc;
             if (!there) continue;
-            if ((rc = s_read_objects(b, &r, index, 1, now)) < 0) return rc;
+            if ((rc = s_read_objects(b, &r, index, 1, now, draw)) < 0) return rc;
             if ((rc = s_leave_object(&r)) < 0) return rc;
         } else if (b->opts.kind == DYN_BATCH_GET && dyn_slice_eq_cstr(t.text, "UnprocessedKeys")) {
             if ((rc = s_enter_table(b, &r, &there)) < 0) return rc;
@@ -685,7 +688,7 @@ static int s_read_answer(struct dyn_batch *b, int index, dyn_slice body, int64_t
                     if (t.type == DYN_JSON_OBJ_END) break;
                     keys = dyn_slice_eq_cstr(t.text, "Keys");
                     if (keys) {
-                        if ((rc = s_read_objects(b, &r, index, 0, now)) < 0) return rc;
+                        if ((rc = s_read_objects(b, &r, index, 0, now, draw)) < 0) return rc;
                     } else {
                         if ((rc = dyn_json_next(&r, &t)) < 0) return rc;
                         if ((rc = dyn_json_skip(&r, &t)) < 0) return rc;

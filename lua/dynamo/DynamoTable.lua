@@ -28,14 +28,16 @@
 -- Instance options (`UserTable{...}`): `client` (default `dynamo.client()`),
 -- `table` (overrides the class's table name), `clock` (function returning
 -- milliseconds since the epoch, for dt_created/dt_modified), `sleep`
--- (function(ms), default the client's), `random` (function() -> [0, 1),
--- backoff jitter), `max_batch_retries` (rounds of retries of unprocessed batch
--- items, default 8), `wait_delay_ms` / `wait_max_attempts` (table waiters).
+-- (function(ms) for the table waiters, default the client's),
+-- `wait_delay_ms` / `wait_max_attempts` (table waiters).
 --
--- Batch operations never lose data silently: unprocessed items and keys are
--- retried with exponential backoff and full jitter; when the retries run out a
--- DynamoTableError with code `UnprocessedItems` (writes) or `UnprocessedKeys`
--- (reads) is raised, whose `unprocessed` field lists what was not done.
+-- Batch operations never lose data silently: the C core's batch engine gives
+-- each record the client's `max_attempts` (failed requests and unprocessed
+-- items alike, one backoff policy, the client's retry quota); when a batch
+-- cannot finish, a DynamoTableError with code `UnprocessedItems` (writes) or
+-- `UnprocessedKeys` (reads) is raised whose `unprocessed` lists every input
+-- record not done, `uncertain` those that may have been written though their
+-- answer was lost, and `cause` the underlying error (see dynamo.batch).
 -- @classmod dynamo.DynamoTable
 local class = require("dynamo.class")
 local errors = require("dynamo.errors")
@@ -50,10 +52,8 @@ local table_concat, table_sort = table.concat, table.sort
 local os_date = os.date
 
 local json_encode, json_decode = core.json_encode, core.json_decode
-local encode_item_json, encode_items = core.encode_item, core.encode_items
-local key_id, index_items, encode_keys = core.key_id, core.index_items, core.encode_keys
-local prepare_keys, merge_items = core.prepare_keys, core.merge_items
-local new_table = core.new_table
+local encode_item_json = core.encode_item
+local key_id = core.key_id
 local page_fill, page_result = core.page_fill, core.page_result
 local as_item = core.as_item
 
@@ -237,8 +237,6 @@ function DynamoTable:init(opts)
   if opts.table ~= nil then self._table_name = opts.table end
   self.clock = opts.clock or core.now_ms
   self.sleep = opts.sleep or self.client.sleep or core.sleep_ms
-  self.random = opts.random or math.random
-  self.max_batch_retries = opts.max_batch_retries or 8
   self.wait_delay_ms = opts.wait_delay_ms or 1000
   self.wait_max_attempts = opts.wait_max_attempts or 300
   self.primary_index = self:get_primary_index()
@@ -699,376 +697,26 @@ function DynamoTable:delete_record(record, opts)
 end
 
 ---------------------------------------------------------------------------
--- the batch engine
+-- batch methods (the engine is the C core's; dynamo/batch.lua is their Lua side)
 
-local function backoff(self, attempt)
-  local cap = math_min(5000, 50 * 2 ^ (attempt - 1))
-  self.sleep(math_floor(self.random() * cap))
-end
+local B = require("dynamo.batch"){
+  fail = fail, label = label, describe = describe, copy = copy, record_source = record_source,
+  make_preparer = make_preparer, to_output = to_output, invalidate = invalidate, now_string = now_string,
+  list_of = list_of,
+}
 
--- Sends bodies (all for `op`), retrying failed requests that are retryable and
--- whatever comes back unprocessed. `on_response(resp)` handles a success and
--- returns a list of bodies to resend (or nil). Returns nothing; raises with
--- `unprocessed` (decoded by `leftover(bodies)`) when retries run out.
-local function run_batch(self, op, bodies, unmarshal, on_response, leftover, code)
-  local client = self.client
-  local attempt = 0
-  local max = self.max_batch_retries
-  while #bodies > 0 do
-    local requests = {}
-    for i = 1, #bodies do requests[i] = { op, bodies[i] } end
-    local results = client:send_many(requests, unmarshal)
-    local again, fatal = {}, nil
-    for i = 1, #results do
-      local resp = results[i]
-      if errors.is(resp) then
-        if resp.retryable then
-          again[#again + 1] = bodies[i]
-        else
-          fatal = fatal or resp
-          again[#again + 1] = bodies[i]
-        end
-      else
-        local more = on_response(resp)
-        if more then
-          for j = 1, #more do again[#again + 1] = more[j] end
-        end
-      end
-    end
-    if fatal then
-      fatal.unprocessed = leftover(again)
-      error(fatal, 0)
-    end
-    if #again == 0 then return end
-    attempt = attempt + 1
-    if attempt > max then
-      local left = leftover(again)
-      error(errors.new(code, ("%s: %d %s still unprocessed after %d retries"):format(label(self), #left,
-        code == "UnprocessedKeys" and "keys" or "items", max), { retryable = true, unprocessed = left }), 0)
-    end
-    backoff(self, attempt)
-    bodies = again
-  end
-end
-
-local unmarshal_av = core.unmarshal
-
--- The native records inside request bodies (keys of a BatchGetItem, items or
--- keys of a BatchWriteItem) for an error's `unprocessed` list.
-local function leftover_of(tname)
-  return function(bodies)
-    local out = {}
-    for _, body in ipairs(bodies) do
-      local req = json_decode(body, false)
-      local entry = req.RequestItems[tname]
-      if entry.Keys then
-        for _, k in ipairs(entry.Keys) do out[#out + 1] = unmarshal_av(k) end
-      else
-        for _, w in ipairs(entry) do
-          if w.PutRequest then
-            out[#out + 1] = unmarshal_av(w.PutRequest.Item)
-          else
-            out[#out + 1] = unmarshal_av(w.DeleteRequest.Key)
-          end
-        end
-      end
-    end
-    return out
-  end
-end
-
--- Reads the unique keys given as values pv[1..n] (and sv[1..n] with a sort
--- key); returns id -> item.
-local function fetch_items(self, tname, pv, sv, n, consistent)
-  local found = new_table(0, n)
-  if n == 0 then return found end
-  local pk, sk = self._pk, self._sk
-  local head = '{"RequestItems":{"' .. tname .. '":{'
-    .. (consistent and '"ConsistentRead":true,' or '') .. '"Keys":['
-  local bodies = {}
-  -- the key values were checked by prepare, so they encode
-  for c = 1, n, MAX_BATCH_GET do
-    bodies[#bodies + 1] = head .. encode_keys(pk, pv, sk, sv, c, math_min(c + MAX_BATCH_GET - 1, n)) .. "]}}}"
-  end
-  local function on_response(resp)
-    local items = resp.Responses and resp.Responses[tname]
-    if items then index_items(items, pk, sk, found) end
-    local un = resp.UnprocessedKeys and resp.UnprocessedKeys[tname]
-    if un and un.Keys and #un.Keys > 0 then
-      local more, ks = {}, un.Keys
-      for c = 1, #ks, MAX_BATCH_GET do
-        local chunk = {}
-        for j = c, math_min(c + MAX_BATCH_GET - 1, #ks) do chunk[#chunk + 1] = ks[j] end
-        more[#more + 1] = json_encode({ RequestItems = { [tname] = {
-          Keys = chunk, ConsistentRead = consistent and true or nil } } })
-      end
-      return more
-    end
-    return nil
-  end
-  run_batch(self, "BatchGetItem", bodies, true, on_response, leftover_of(tname), "UnprocessedKeys")
-  return found
-end
-
--- Writes n entries as PutRequest / DeleteRequest, 25 per request, many in
--- flight; `chunk(i, j, sep)` returns the JSON of entries i..j joined by sep.
-local function write_entries(self, tname, n, kind, chunk)
-  if n == 0 then return end
-  local open = kind == "put" and '{"PutRequest":{"Item":' or '{"DeleteRequest":{"Key":'
-  local head = '{"RequestItems":{"' .. tname .. '":[' .. open
-  local sep = '}},' .. open
-  local tail = '}}]}}'
-  local bodies = {}
-  for c = 1, n, MAX_BATCH_WRITE do
-    bodies[#bodies + 1] = head .. chunk(c, math_min(c + MAX_BATCH_WRITE - 1, n), sep) .. tail
-  end
-  local function on_response(resp)
-    local un = resp.UnprocessedItems and resp.UnprocessedItems[tname]
-    if un and #un > 0 then
-      local more = {}
-      for c = 1, #un, MAX_BATCH_WRITE do
-        local part = {}
-        for j = c, math_min(c + MAX_BATCH_WRITE - 1, #un) do part[#part + 1] = un[j] end
-        more[#more + 1] = json_encode({ RequestItems = { [tname] = part } })
-      end
-      return more
-    end
-    return nil
-  end
-  run_batch(self, "BatchWriteItem", bodies, false, on_response, leftover_of(tname), "UnprocessedItems")
-end
-
--- How many records one round of the engine takes from a stream: `rounds`
--- requests per connection. Reads keep to one round (800 keys by default):
--- the round's items are merged and handed out while still in cache.
-local function window_size(self, per_request, rounds)
-  local c = self.client.concurrency or 8
-  return per_request * c * rounds
-end
-
--- A window of prepared records: parallel arrays of records, partition key
--- values, sort key values and identities, n of them in use.
-local function new_window()
-  return { recs = {}, pv = {}, sv = {}, ids = {}, n = 0 }
-end
-
--- A filler of windows from any `records` argument: fill(w, max) prepares up to
--- max records into w and returns their count. An array (or DataTable) is
--- prepared completely first, so a bad record raises before any request; an
--- iterator function is prepared as it is read.
-local function window_filler(self, records, what, raw)
-  local prep, plain = raw, false
-  if not raw then prep, plain = make_preparer(self) end
-  local pk, sk = self._pk, self._sk
-  -- keys recs[1..n] of a window whose first record is number `first` (in C
-  -- while records are plain; any other goes through prep, which may raise)
-  local function key_all(w, n, first)
-    local recs, pv, sv, ids = w.recs, w.pv, w.sv, w.ids
-    local i = 1
-    if plain then i = prepare_keys(recs, 1, n, pk, sk, pv, sv, ids) end
-    while i <= n do
-      recs[i], pv[i], sv[i], ids[i] = prep(recs[i], first + i - 1)
-      i = i + 1
-      if plain then i = prepare_keys(recs, i, n, pk, sk, pv, sv, ids) end
-    end
-  end
-  local function clear_rest(w, n)
-    local recs, pv, sv, ids = w.recs, w.pv, w.sv, w.ids
-    for i = n + 1, w.n do recs[i], pv[i], sv[i], ids[i] = nil, nil, nil, nil end
-    w.n = n
-    return n
-  end
-  if type(records) == "function" then
-    local position = 0
-    return function(w, max)
-      local recs = w.recs
-      local n = 0
-      while n < max do
-        local r = records()
-        if r == nil then break end
-        n = n + 1
-        recs[n] = r
-      end
-      key_all(w, n, position + 1)
-      position = position + n
-      return clear_rest(w, n)
-    end
-  end
-  local src = record_source(records, what)
-  local all = new_window()
-  local total = 0
-  do
-    local recs = all.recs
-    while true do
-      local r = src()
-      if r == nil then break end
-      total = total + 1
-      recs[total] = r
-    end
-    key_all(all, total, 1)
-  end
-  local at = 0
-  return function(w, max)
-    local recs, pv, sv, ids = w.recs, w.pv, w.sv, w.ids
-    local arecs, apv, asv, aids = all.recs, all.pv, all.sv, all.ids
-    local n = 0
-    while n < max and at < total do
-      at = at + 1
-      n = n + 1
-      recs[n], pv[n], sv[n], ids[n] = arecs[at], apv[at], asv[at], aids[at]
-      arecs[at], apv[at], asv[at], aids[at] = nil, nil, nil, nil
-    end
-    return clear_rest(w, n)
-  end, total
-end
-
--- The unique keys of a window, in first-seen order: pv, sv, ids, m (the
--- window's own arrays when it holds no duplicate).
-local function unique_keys(w)
-  local ids, n = w.ids, w.n
-  local seen = new_table(0, n)
-  local dup = false
-  for i = 1, n do
-    local id = ids[i]
-    if seen[id] then
-      dup = true
-      break
-    end
-    seen[id] = true
-  end
-  if not dup then return w.pv, w.sv, ids, n end
-  local pv, sv = w.pv, w.sv
-  local upv, usv, uids, m = {}, {}, {}, 0
-  seen = {}
-  for i = 1, n do
-    local id = ids[i]
-    if not seen[id] then
-      seen[id] = true
-      m = m + 1
-      upv[m], usv[m], uids[m] = pv[i], sv[i], id
-    end
-  end
-  return upv, usv, uids, m
-end
-
--- The output record for an input record and its item (nil: not found).
--- `used` marks items already handed out, so duplicates get their own copy.
-local function merge_found(rec, pk, pkv, sk, skv, item, used)
-  local out
-  if item == nil then
-    out = copy(rec)
-    out[pk] = pkv
-    if sk then out[sk] = skv end
-    return out
-  end
-  if used[item] then out = copy(item) else out = item; used[item] = true end
-  for k, v in next, rec do
-    if out[k] == nil then out[k] = v end
-  end
-  return out
-end
-
--- Runs batch get over a window, putting the output records and their found
--- flags in out[1..n] and flags[1..n], in input order; `use_cache` consults
--- and fills the cache.
-local function batch_get_window(self, tname, w, consistent, out, flags, use_cache)
-  local recs, pv, sv, ids, n = w.recs, w.pv, w.sv, w.ids, w.n
-  local pk, sk = self._pk, self._sk
-  local rc = self.record_class
-  if use_cache then
-    local cache = self._cache
-    local hit = {}
-    local wpv, wsv, wids, m, seen = {}, {}, {}, 0, {}
-    for i = 1, n do
-      local id = ids[i]
-      local c = cache[id]
-      if c ~= nil then
-        hit[id] = c
-      elseif not seen[id] then
-        seen[id] = true
-        m = m + 1
-        wpv[m], wsv[m], wids[m] = pv[i], sv[i], id
-      end
-    end
-    local found = fetch_items(self, tname, wpv, wsv, m, consistent)
-    for i = 1, m do
-      local id = wids[i]
-      local item = found[id]
-      if item then
-        if item[pk] == nil then item[pk] = wpv[i] end
-        if sk and item[sk] == nil then item[sk] = wsv[i] end
-        cache[id] = item
-        hit[id] = item
-      else
-        cache[id] = false
-        hit[id] = false
-      end
-    end
-    local used = {}
-    for i = 1, n do
-      local item = hit[ids[i]]
-      out[i] = to_output(self, merge_found(recs[i], pk, pv[i], sk, sv[i], item and copy(item) or nil, used))
-      flags[i] = item and true or false
-    end
-    return
-  end
-  local upv, usv, _, m = unique_keys(w)
-  local found = fetch_items(self, tname, upv, usv, m, consistent)
-  -- with duplicate keys in the window, each record gets its own copy of the item
-  local used = m < n and {} or nil
-  if used == nil then
-    -- found items merged in C; a record without one gets its own output here
-    local i = merge_items(recs, ids, found, out, flags, 1, n)
-    while i <= n do
-      out[i], flags[i] = merge_found(recs[i], pk, pv[i], sk, sv[i], nil, nil), false
-      i = merge_items(recs, ids, found, out, flags, i + 1, n)
-    end
-  else
-    for i = 1, n do
-      local item = found[ids[i]]
-      out[i], flags[i] = merge_found(recs[i], pk, pv[i], sk, sv[i], item, used), item ~= nil
-    end
-  end
-  if rc ~= nil then
-    for i = 1, n do out[i] = to_output(self, out[i]) end
-  end
-end
-
-local function batch_get_iter(self, records, opts, what, use_cache)
-  local tname = self:get_table_name()
-  local consistent = opts.consistent_read
-  local fill = window_filler(self, records, what)
-  local window = window_size(self, MAX_BATCH_GET, 1)
-  local w = new_window()
-  local out, flags, pos, count = {}, {}, 0, 0
-  local done = false
-  return function()
-    while true do
-      if pos < count then
-        pos = pos + 1
-        local r, f = out[pos], flags[pos]
-        out[pos] = nil
-        return r, f
-      end
-      if done then return nil end
-      local n = fill(w, window)
-      if n < window then done = true end
-      pos, count = 0, n
-      if n > 0 then batch_get_window(self, tname, w, consistent, out, flags, use_cache) end
-    end
-  end
-end
-
---- Reads the items of many records (BatchGetItem, 100 keys per request, many
--- in flight; unprocessed keys retried). Returns a DataTable with every input
+--- Reads the items of many records (BatchGetItem: 100 keys per request, many
+-- in flight, unprocessed keys retried). Returns a DataTable with every input
 -- record in input order, found ones merged with their item, and an array of
--- booleans telling found (true) from not found (false). Duplicate keys are read once.
+-- booleans telling found (true) from not found (false). Duplicate keys are
+-- read once. When reads run out of attempts, raises `UnprocessedKeys` (see
+-- dynamo.batch: `unprocessed`, `cause`).
 -- @param data_table a DataTable, an array of records or an iterator function
 -- @tparam[opt] table opts `consistent_read`
 function DynamoTable:batch_get(data_table, opts)
   opts = check_opts(opts, "batch_get")
   local records, found = {}, {}
-  for r, f in batch_get_iter(self, data_table, opts, "batch_get") do
+  for r, f in B.get_iter(self, data_table, opts, "batch_get") do
     records[#records + 1] = r
     found[#found + 1] = f
   end
@@ -1076,10 +724,11 @@ function DynamoTable:batch_get(data_table, opts)
 end
 
 --- As batch_get, as an iterator: `for record, found in users:batch_get_records(list) do`.
--- Streams: records are read and fetched a window at a time.
+-- An iterator function is read a window at a time. When reads run out of
+-- attempts, every record that was read is yielded first, then the error is raised.
 function DynamoTable:batch_get_records(records, opts)
   opts = check_opts(opts, "batch_get_records")
-  return batch_get_iter(self, records, opts, "batch_get_records", false)
+  return B.get_iter(self, records, opts, "batch_get_records", false)
 end
 
 --- Reads a record through the cache: the first call for a key reads it
@@ -1110,7 +759,7 @@ end
 function DynamoTable:cached_batch_get(data_table, opts)
   opts = check_opts(opts, "cached_batch_get")
   local records, found = {}, {}
-  for r, f in batch_get_iter(self, data_table, opts, "cached_batch_get", true) do
+  for r, f in B.get_iter(self, data_table, opts, "cached_batch_get", true) do
     records[#records + 1] = r
     found[#found + 1] = f
   end
@@ -1148,107 +797,7 @@ function DynamoTable:validate_record_attributes(record)
   end
 end
 
--- Turns a window of prepared records into the items batch_upsert writes:
--- returns enc, ids, m and the suffix for encode_items. enc[j] is a record to
--- be written as it is plus the dt stamps (the suffix), or the JSON text of a
--- merged item.
-local function upsert_window(self, tname, w, sine_keys, read_existing, now, written)
-  local recs, pv, sv, ids, n = w.recs, w.pv, w.sv, w.ids, w.n
-  -- last one wins: keep the last occurrence of each key
-  local last = {}
-  for i = 1, n do last[ids[i]] = i end
-  local order, m = {}, 0
-  for i = 1, n do
-    if last[ids[i]] == i then
-      m = m + 1
-      order[m] = i
-    end
-  end
-  local existing
-  if read_existing then
-    local upv, usv = {}, {}
-    for j = 1, m do upv[j], usv[j] = pv[order[j]], sv[order[j]] end
-    existing = fetch_items(self, tname, upv, usv, m, false)
-  end
-  local enc, uids = {}, {}
-  local nsine = #sine_keys
-  local pk, sk = self._pk, self._sk
-  local validate = self.validate_record_attributes
-  -- the fast path (no stored item to merge, nothing to keep): the record is
-  -- encoded as it is, in C with the whole request, and the dt stamps are
-  -- written after its members, which saves a copy of every record
-  local stamps = ',"dt_created":{"S":"' .. now .. '"},"dt_modified":{"S":"' .. now .. '"}}'
-  for j = 1, m do
-    local i = order[j]
-    local rec, id = recs[i], ids[i]
-    local old = existing and existing[id]
-    local item
-    if not old and not written and getmetatable(rec) == nil and rec.dt_created == nil
-      and rec.dt_modified == nil and rec[pk] ~= nil and (sk == nil or rec[sk] ~= nil) then
-      validate(self, rec)
-      enc[j] = rec
-      uids[j] = id
-      goto continue
-    end
-    if old then
-      local created = old.dt_created
-      local keep
-      if nsine > 0 then
-        keep = {}
-        for s = 1, nsine do
-          local k = sine_keys[s]
-          keep[k] = old[k]
-        end
-      end
-      item = old
-      for k, v in next, rec do item[k] = v end
-      if keep then
-        for k, v in next, keep do item[k] = v end
-      end
-      item.dt_created = created or rec.dt_created or now
-    else
-      item = copy(rec)
-      item.dt_created = rec.dt_created or now
-    end
-    item.dt_modified = now
-    item[pk] = pv[i]
-    if sk then item[sk] = sv[i] end
-    validate(self, item)
-    enc[j] = encode_item(self, item, "record")
-    uids[j] = id
-    if written then written[#written + 1] = item end
-    ::continue::
-  end
-  return enc, uids, m, stamps
-end
-
-local function batch_upsert_run(self, records, opts, what, written)
-  local tname = self:get_table_name()
-  local sine_keys = list_of(opts.set_if_not_exists_keys, "set_if_not_exists_keys")
-  local read_existing = opts.read_existing ~= false
-  local fill = window_filler(self, records, what)
-  local window = window_size(self, MAX_BATCH_WRITE, 4)
-  local w = new_window()
-  local now = now_string(self)
-  while true do
-    local n = fill(w, window)
-    if n == 0 then break end
-    local enc, uids, m, stamps = upsert_window(self, tname, w, sine_keys, read_existing, now, written)
-    invalidate(self, uids, m)
-    write_entries(self, tname, m, "put", function(i, j, sep)
-      local ok, text = pcall(encode_items, enc, i, j, sep, stamps)
-      if ok then return text end
-      -- name the record that cannot be written
-      for k = i, j do
-        if type(enc[k]) == "table" then encode_item(self, enc[k], "record") end
-      end
-      error(text, 0)
-    end)
-    if n < window then break end
-  end
-end
-
---- Writes many records (BatchWriteItem PutRequest, 25 per request, many in
+--- Writes many records (BatchWriteItem PutRequest: 25 per request, many in
 -- flight, unprocessed items retried). By default a read-modify-write as the
 -- reference: each record is merged over its stored item (attributes not in
 -- the input survive), `set_if_not_exists_keys` keep stored values, dt_created
@@ -1256,48 +805,20 @@ end
 -- Option `read_existing = false` skips the read: records are written as given
 -- plus the dt stamps (dt_created = the record's own or now). Duplicate keys:
 -- the last record wins. Every record must pass validate_record_attributes.
--- Returns a DataTable of the written records.
+-- Returns a DataTable of the written records. When writes run out of
+-- attempts, raises `UnprocessedItems` (see dynamo.batch).
 function DynamoTable:batch_upsert(data_table, opts)
   opts = check_opts(opts, "batch_upsert")
   local written = {}
-  batch_upsert_run(self, data_table, opts, "batch_upsert", written)
+  B.upsert(self, data_table, opts, "batch_upsert", written)
   return DT():add_records(written)
 end
 
---- As batch_upsert for an array or an iterator function of records (streamed);
--- returns nothing.
+--- As batch_upsert for an array or an iterator function of records (read a
+-- window at a time); returns nothing.
 function DynamoTable:batch_upsert_records(records, opts)
   opts = check_opts(opts, "batch_upsert_records")
-  batch_upsert_run(self, records, opts, "batch_upsert_records", nil)
-end
-
--- Deletes the keys of the records a window filler gives; `collect` receives
--- every input record with its keys.
-local function batch_delete_run(self, fill, collect)
-  local tname = self:get_table_name()
-  local window = window_size(self, MAX_BATCH_WRITE, 4)
-  local w = new_window()
-  local pk, sk = self._pk, self._sk
-  local total = 0
-  while true do
-    local n = fill(w, window)
-    if n == 0 then break end
-    if collect then
-      local recs, pv, sv = w.recs, w.pv, w.sv
-      for i = 1, n do
-        local out = copy(recs[i])
-        out[pk] = pv[i]
-        if sk then out[sk] = sv[i] end
-        collect[#collect + 1] = to_output(self, out)
-      end
-    end
-    local upv, usv, uids, m = unique_keys(w)
-    invalidate(self, uids, m)
-    write_entries(self, tname, m, "delete", function(i, j, sep) return encode_keys(pk, upv, sk, usv, i, j, sep) end)
-    total = total + m
-    if n < window then break end
-  end
-  return total
+  B.upsert(self, records, opts, "batch_upsert_records", nil)
 end
 
 --- Deletes the items of many records (BatchWriteItem DeleteRequest, duplicate
@@ -1305,13 +826,13 @@ end
 -- with their keys, whether an item existed or not.
 function DynamoTable:batch_delete(data_table)
   local out = {}
-  batch_delete_run(self, window_filler(self, data_table, "batch_delete"), out)
+  B.delete(self, data_table, "batch_delete", out)
   return DT():add_records(out)
 end
 
---- As batch_delete for an array or an iterator function (streamed); returns nothing.
+--- As batch_delete for an array or an iterator function; returns nothing.
 function DynamoTable:batch_delete_records(records)
-  batch_delete_run(self, window_filler(self, records, "batch_delete_records"), nil)
+  B.delete(self, records, "batch_delete_records", nil)
 end
 
 ---------------------------------------------------------------------------
@@ -1653,7 +1174,7 @@ function DynamoTable:clear_table(opts)
   local function raw_prepare(item)
     return item, item[pk], item[sk], item_id(pk, sk, item)
   end
-  local total = batch_delete_run(self, window_filler(self, source, "clear_table", raw_prepare), nil)
+  local total = B.delete(self, source, "clear_table", nil, raw_prepare)
   invalidate(self)
   return total
 end

@@ -183,6 +183,51 @@ function Client:send_pages(requests)
   return send_all(self, requests, "page")
 end
 
+-- Runs an op of the core (a dynamo.Batch) through the host transport, one
+-- call at a time: each call the op hands out is driven like a single call.
+local function host_run_op(self, op)
+  local waited = 0
+  while true do
+    local kind, arg = op:next(waited)
+    waited = 0
+    if kind == "call" then
+      local call = arg
+      local transport, sleep = self.transport, self.sleep
+      while true do
+        local ckind, carg = call:next(now_ms())
+        if ckind == "send" then
+          local ok, status, headers, rbody = pcall(transport, carg)
+          if not ok then
+            call:fail("transport", tostring(status))
+          elseif type(status) ~= "number" then
+            call:fail("transport", tostring(headers or "transport returned no status"))
+          else
+            call:feed(status, headers or {}, rbody or "")
+          end
+        elseif ckind == "wait" then
+          sleep(carg)
+        else
+          break
+        end
+      end
+      op:feed(call)
+    elseif kind == "wait" then
+      self.sleep(arg)
+      waited = arg
+    else
+      return
+    end
+  end
+end
+
+--- Runs an op of the core (a batch: see dynamo.batch) with this client's
+-- driver: libcurl with up to `concurrency` requests in flight, or the host
+-- transport.
+function Client:run_op(op)
+  if self.transport then return host_run_op(self, op) end
+  return op:run()
+end
+
 --- Sends any DynamoDB operation. `params` is the request as plain Lua tables,
 -- values in AttributeValue form (see dynamo.marshal); returns the decoded
 -- response the same way (see dynamo.unmarshal). Raises DynamoTableError with

@@ -49,7 +49,7 @@ describe("DynamoTable fixes the reference's weak points (dynalite)", function()
   -- A host transport in front of dynalite that answers the first `rounds`
   -- batch requests with only half of the work done and the rest returned as
   -- UnprocessedItems / UnprocessedKeys, the way DynamoDB does under throttling.
-  local function throttling_client(rounds)
+  local function throttling_client(rounds, opts)
     local real = helpers.client()
     local state = { left = rounds, partial = 0 }
     local function target(request)
@@ -92,14 +92,16 @@ describe("DynamoTable fixes the reference's weak points (dynalite)", function()
       end
       return 200, {}, forward(op, request.body)
     end
+    opts = opts or {}
     return dynamo.client{ endpoint = real.endpoint, region = "us-east-1", transport = transport,
-                          credentials = { access_key_id = "spec", secret_access_key = "spec-secret" } }, state
+                          credentials = { access_key_id = "spec", secret_access_key = "spec-secret" },
+                          sleep = opts.sleep or function() end, max_attempts = opts.max_attempts }, state
   end
 
   it("W1/W2: retries unprocessed batch items and keys until nothing is lost", function()
-    local slow, state = throttling_client(6)
     local sleeps = {}
-    local m = Table{ client = slow, table = table_name, sleep = function(ms) sleeps[#sleeps + 1] = ms end }
+    local slow, state = throttling_client(6, { sleep = function(ms) sleeps[#sleeps + 1] = ms end })
+    local m = Table{ client = slow, table = table_name }
     local records = {}
     for i = 1, 60 do records[i] = { pk = "u", sk = string.format("%03d", i), kind = "k", n = i } end
     m:batch_upsert_records(records, { read_existing = false })
@@ -116,8 +118,9 @@ describe("DynamoTable fixes the reference's weak points (dynalite)", function()
   end)
 
   it("W1/W2: raises with the unprocessed records when retries run out", function()
-    local slow = throttling_client(1000)
-    local m = Table{ client = slow, table = table_name, sleep = function() end, max_batch_retries = 2 }
+    -- every request answers half its items unprocessed; each record has 2 attempts
+    local slow = throttling_client(1000, { max_attempts = 2 })
+    local m = Table{ client = slow, table = table_name }
     local records = {}
     for i = 1, 8 do records[i] = { pk = "x", sk = tostring(i), kind = "k" } end
     local ok, err = pcall(m.batch_upsert_records, m, records, { read_existing = false })
@@ -125,7 +128,8 @@ describe("DynamoTable fixes the reference's weak points (dynalite)", function()
     assert.is_true(errors.is(err, "UnprocessedItems"))
     local written = #all(t:query{ partition_key = "x", consistent_read = true })
     assert.equal(8, written + #err.unprocessed)
-    assert.is_true(#err.unprocessed > 0)
+    assert.equal(2, #err.unprocessed)
+    assert.equal("Unprocessed", err.cause.code)
     for _, r in ipairs(err.unprocessed) do assert.is_nil(stored("x", r.sk)) end
   end)
 

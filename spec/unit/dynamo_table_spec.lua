@@ -109,8 +109,8 @@ end)
 local CLOCK_MS = 1600000000123
 local NOW = "2020-09-13T12:26:40.123Z"
 
-local function manager(router, cls, opts)
-  local client, calls = fake_client(router)
+local function manager(router, cls, opts, client_opts)
+  local client, calls = fake_client(router, client_opts)
   local o = { client = client, clock = function() return CLOCK_MS end }
   for k, v in pairs(opts or {}) do o[k] = v end
   return (cls or UserTable)(o), calls
@@ -590,23 +590,28 @@ describe("dynamo.DynamoTable", function()
         end
         return 200, { Responses = { my_table_name = { { pk = S("b"), sk = S("2"), late = S("yes") } } },
                       UnprocessedKeys = {} }
-      end }, nil, { sleep = function(ms) slept[#slept + 1] = ms end, random = function() return 0.5 end })
+      end }, nil, nil, { max_attempts = 2, sleep = function(ms) slept[#slept + 1] = ms end })
       local dt, found = t:batch_get({ { pk = "a", sk = "1" }, { pk = "b", sk = "2" } })
       assert.same({ true, true }, found)
       assert.equal("yes", dt:get_record(2).late)
       assert.equal(2, #calls)
       assert.same({ { pk = S("b"), sk = S("2") } }, calls[2].body.RequestItems.my_table_name.Keys)
-      assert.same({ 25 }, slept)
+      -- one backoff, through the client's sleep: full jitter under the 25 ms base
+      assert.equal(1, #slept)
+      assert.is_true(slept[1] >= 0 and slept[1] < 25)
     end)
 
     it("raises UnprocessedKeys listing the keys when retries run out", function()
       local t, calls = manager(routes{ BatchGetItem = function(body)
         return 200, { UnprocessedKeys = body.RequestItems }
-      end }, nil, { max_batch_retries = 3, random = function() return 0 end })
+      end }, nil, nil, { max_attempts = 4 })
       local ok, err = pcall(t.batch_get, t, { { pk = "a", sk = "1" }, { pk = "b", sk = "2" } })
       assert.is_false(ok)
       assert.is_true(errors.is(err, "UnprocessedKeys"))
+      -- max_attempts is per record, unprocessed answers included: 4 in all
       assert.equal(4, #calls)
+      assert.equal("Unprocessed", err.cause.code)
+      assert.matches("2 of 2 records not read", err.message)
       table.sort(err.unprocessed, function(x, y) return x.pk < y.pk end)
       assert.same({ { pk = "a", sk = "1" }, { pk = "b", sk = "2" } }, err.unprocessed)
     end)
@@ -734,7 +739,7 @@ describe("dynamo.DynamoTable", function()
         { pk = "c", sk = "2", gsi_pk = "g", gsi_sk = "g", lsi_pk = "l", bad = 0 / 0 },
       }, { read_existing = false })
       assert.is_false(ok)
-      assert.matches('record {.*pk="c".*sk="2".*} cannot be written: record.bad: NaN cannot be stored in DynamoDB',
+      assert.matches('record 2 {.*pk="c".*sk="2".*} cannot be written: record.bad: NaN cannot be stored in DynamoDB',
         err.message)
       assert.equal(before, #calls) -- nothing was sent
     end)
@@ -806,14 +811,14 @@ describe("dynamo.DynamoTable", function()
       local t, calls = manager(routes{ BatchWriteItem = function(body, n)
         if n == 1 then return 200, { UnprocessedItems = { plain = { body.RequestItems.plain[2] } } } end
         return 200, { UnprocessedItems = {} }
-      end }, Plain)
+      end }, Plain, nil, { max_attempts = 2 })
       t:batch_upsert_records({ { pk = "a", sk = "1" }, { pk = "b", sk = "2" } }, { read_existing = false })
       assert.equal(2, #calls)
       assert.equal("b", calls[2].body.RequestItems.plain[1].PutRequest.Item.pk.S)
 
       local t2, calls2 = manager(routes{ BatchWriteItem = function(body)
         return 200, { UnprocessedItems = { plain = { body.RequestItems.plain[1] } } }
-      end }, Plain, { max_batch_retries = 2, random = function() return 0 end })
+      end }, Plain, nil, { max_attempts = 3 })
       local ok, err = pcall(t2.batch_upsert_records, t2, { { pk = "a", sk = "1", n = 7 }, { pk = "b", sk = "2" } },
         { read_existing = false })
       assert.is_false(ok)
@@ -828,7 +833,9 @@ describe("dynamo.DynamoTable", function()
       local t = manager(routes{ BatchWriteItem = function() return aws_error("ValidationException", "bad") end }, Plain)
       local ok, err = pcall(t.batch_upsert_records, t, { { pk = "a", sk = "1" } }, { read_existing = false })
       assert.is_false(ok)
-      assert.equal("ValidationException", err.code)
+      assert.equal("UnprocessedItems", err.code)
+      assert.equal("ValidationException", err.cause.code)
+      assert.matches("ValidationException: bad", err.message)
       assert.equal("a", err.unprocessed[1].pk)
     end)
   end)
