@@ -2137,51 +2137,54 @@ static int l_batch_add_keys(lua_State *L) {
 static int l_batch_items(lua_State *L) {
     struct dyn_batch *b = ldynamo_check_batch(L, 1);
     lua_Integer i = luaL_checkinteger(L, 5), j = luaL_checkinteger(L, 6), k;
-    int merge = lua_istable(L, 2);
+    int merge = lua_istable(L, 2), item;
+    struct s_state *st;
+    int st_idx;
+    struct s_read d;
     luaL_checktype(L, 3, LUA_TTABLE);
     luaL_checktype(L, 4, LUA_TTABLE);
     lua_settop(L, 6);
+    /* one decoder for every item: member names stay interned in its slots from one item to the next */
+    st = s_acquire(L, &st_idx);
+    s_read_init(&d, L, st, DYN_SLICE_EMPTY);
+    item = lua_gettop(L) + 1;
     for (k = i; k <= j; k++) {
         struct dyn_batch_slot_info info;
-        if (k < 1 || dyn_batch_slot(b, (size_t)(k - 1), &info) < 0) return luaL_argerror(L, 6, "no such slot");
+        if (k < 1 || dyn_batch_slot(b, (size_t)(k - 1), &info) < 0) {
+            s_release(st);
+            return luaL_argerror(L, 6, "no such slot");
+        }
         if (!info.done) continue;
         if (!info.found) {
             lua_pushboolean(L, 0);
             lua_rawseti(L, 4, k);
             continue;
         }
-        {
-            struct s_state *st;
-            int st_idx;
-            struct s_read d;
-            st = s_acquire(L, &st_idx);
-            s_read_init(&d, L, st, info.item);
-            s_dec_av_map(&d, 0);
-            s_read_end(&d);
-            s_release(d.st);
-            /* the item is on top, above the decoder's name slots */
-            lua_replace(L, 7);
-            lua_settop(L, 7);
-        }
-        if (merge && lua_rawgeti(L, 2, k) == LUA_TTABLE) { /* 8 */
+        dyn_json_reader_init(&d.r, info.item);
+        d.depth = 0;
+        d.avdepth = 0;
+        s_dec_av_map(&d, 0); /* the item, at `item` */
+        s_read_end(&d);
+        if (merge && lua_rawgeti(L, 2, k) == LUA_TTABLE) { /* item + 1: the record */
             lua_pushnil(L);
-            while (lua_next(L, 8)) { /* 9: key, 10: value */
-                lua_pushvalue(L, 9);
-                if (lua_rawget(L, 7) == LUA_TNIL) { /* 11 */
+            while (lua_next(L, item + 1)) { /* key, value */
+                lua_pushvalue(L, -2);
+                if (lua_rawget(L, item) == LUA_TNIL) {
                     lua_pop(L, 1);
-                    lua_pushvalue(L, 9);
+                    lua_pushvalue(L, -2);
                     lua_insert(L, -2);
-                    lua_rawset(L, 7);
+                    lua_rawset(L, item);
                 } else {
                     lua_pop(L, 2);
                 }
             }
         }
-        lua_settop(L, 7);
+        lua_settop(L, item);
         lua_rawseti(L, 3, k);
         lua_pushboolean(L, 1);
         lua_rawseti(L, 4, k);
     }
+    s_release(st);
     return 0;
 }
 

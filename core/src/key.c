@@ -42,15 +42,15 @@ int dyn_key_id(const struct dyn_key_part *pk, const struct dyn_key_part *sk, str
 }
 
 /*
- * Reads one AttributeValue ({"S":"..."}; the '{' is already read) into a key
- * part whose bytes go to `store` (so they survive the reader). Returns DYN_OK,
- * DYN_EINVAL (not a single S, N or B member, or a bad value), DYN_EJSON,
- * DYN_ENOMEM.
+ * Reads one AttributeValue ({"S":"..."}; the '{' is already read) and
+ * appends it to out as a key part: its type letter, then its bytes. Returns
+ * DYN_OK, DYN_EINVAL (not a single S, N or B member, or a bad value),
+ * DYN_EJSON, DYN_ENOMEM.
  */
-static int s_read_part(struct dyn_json_reader *r, struct dyn_buf *store, char *type) {
+static int s_read_part(struct dyn_json_reader *r, struct dyn_buf *out) {
     struct dyn_json_token t;
-    struct dyn_buf raw = DYN_BUF_INIT(store->alloc);
-    char canon[DYN_AV_NUM_MAX];
+    struct dyn_buf raw = DYN_BUF_INIT(out->alloc); /* only an escaped string allocates */
+    char canon[DYN_AV_NUM_MAX], type;
     size_t clen;
     int rc;
     if ((rc = dyn_json_next(r, &t)) < 0) goto cleanup;
@@ -58,7 +58,7 @@ static int s_read_part(struct dyn_json_reader *r, struct dyn_buf *store, char *t
         rc = t.type == DYN_JSON_KEY ? DYN_EINVAL : DYN_EJSON;
         goto cleanup;
     }
-    *type = t.text.ptr[0];
+    type = t.text.ptr[0];
     if ((rc = dyn_json_next(r, &t)) < 0) goto cleanup;
     if (t.type != DYN_JSON_STRING) {
         rc = DYN_EINVAL;
@@ -68,16 +68,15 @@ static int s_read_part(struct dyn_json_reader *r, struct dyn_buf *store, char *t
         if ((rc = dyn_json_unescape(t.text, &raw)) < 0) goto cleanup;
         t.text = dyn_buf_slice(&raw);
     }
-    switch (*type) {
-    case 'S': rc = dyn_buf_append_slice(store, t.text); break;
+    if ((rc = dyn_buf_putc(out, type)) < 0) goto cleanup;
+    switch (type) {
+    case 'S': rc = dyn_buf_append_slice(out, t.text); break;
     case 'N':
         rc = dyn_av_number_canon(t.text, canon, &clen, NULL);
-        if (rc == DYN_OK) rc = dyn_buf_append(store, canon, clen);
+        if (rc == DYN_OK) rc = dyn_buf_append(out, canon, clen);
         else if (rc != DYN_ENOMEM) rc = DYN_EINVAL;
         break;
-    default:
-        rc = dyn_base64_decode(t.text, store);
-        break;
+    default: rc = dyn_base64_decode(t.text, out); break;
     }
     if (rc < 0) goto cleanup;
     if ((rc = dyn_json_next(r, &t)) < 0) goto cleanup;
@@ -87,14 +86,25 @@ cleanup:
     return rc;
 }
 
+static void s_reverse(char *p, size_t n) {
+    size_t i;
+    for (i = 0; i < n / 2; i++) {
+        char c = p[i];
+        p[i] = p[n - 1 - i];
+        p[n - 1 - i] = c;
+    }
+}
+
 int dyn_key_id_from_item(dyn_slice item_json, dyn_slice pk, dyn_slice sk, struct dyn_buf *out) {
     struct dyn_json_reader r;
     struct dyn_json_token t;
-    struct dyn_buf name = DYN_BUF_INIT(out->alloc), vals = DYN_BUF_INIT(out->alloc);
-    struct dyn_key_part parts[2];
-    size_t split = 0; /* parts[0]'s bytes are vals[0..split), parts[1]'s the rest */
-    int have[2] = {0, 0}, two = sk.len > 0, rc;
+    struct dyn_buf name = DYN_BUF_INIT(out->alloc);
+    size_t start = out->len, parts, part_len[2] = {0, 0};
+    int have[2] = {0, 0}, two = sk.len > 0, sk_first = 0, rc;
     dyn_json_reader_init(&r, item_json);
+    /* the parts are written straight into out, after room for the length */
+    if (two && (rc = dyn_buf_append(out, "\0\0\0\0", 4)) < 0) goto cleanup;
+    parts = out->len;
     if ((rc = dyn_json_next(&r, &t)) < 0) goto cleanup;
     if (t.type != DYN_JSON_OBJ_BEGIN) {
         rc = DYN_EJSON;
@@ -103,6 +113,7 @@ int dyn_key_id_from_item(dyn_slice item_json, dyn_slice pk, dyn_slice sk, struct
     for (;;) {
         dyn_slice key;
         int which = -1;
+        size_t before;
         if ((rc = dyn_json_next(&r, &t)) < 0) goto cleanup;
         if (t.type == DYN_JSON_OBJ_END) break;
         key = t.text;
@@ -122,34 +133,33 @@ int dyn_key_id_from_item(dyn_slice item_json, dyn_slice pk, dyn_slice sk, struct
             rc = DYN_EINVAL;
             goto cleanup;
         }
-        /* the partition key's bytes go first in vals whichever member comes first */
-        if (which == 0 && have[1]) {
-            struct dyn_buf tmp = DYN_BUF_INIT(out->alloc);
-            char type;
-            if ((rc = s_read_part(&r, &tmp, &type)) < 0 || (rc = dyn_buf_append_slice(&tmp, dyn_buf_slice(&vals))) < 0) {
-                dyn_buf_free(&tmp);
-                goto cleanup;
-            }
-            split = tmp.len - vals.len;
-            dyn_buf_free(&vals);
-            vals = tmp;
-            parts[0].type = type;
-        } else {
-            size_t before = vals.len;
-            if ((rc = s_read_part(&r, &vals, &parts[which].type)) < 0) goto cleanup;
-            if (which == 0) split = vals.len - before;
-        }
+        before = out->len;
+        if ((rc = s_read_part(&r, out)) < 0) goto cleanup;
+        part_len[which] = out->len - before;
+        if (which == 1 && !have[0]) sk_first = 1;
         have[which] = 1;
     }
     if (!have[0] || (two && !have[1])) {
         rc = DYN_EINVAL;
         goto cleanup;
     }
-    parts[0].bytes = dyn_slice_make(vals.ptr ? vals.ptr : "", split);
-    parts[1].bytes = dyn_slice_make(vals.ptr ? vals.ptr + split : "", vals.len - split);
-    rc = dyn_key_id(&parts[0], two ? &parts[1] : NULL, out);
+    if (two) {
+        char *p = out->ptr + parts;
+        size_t la = part_len[0];
+        if (sk_first) {
+            /* sk part, pk part -> pk part, sk part: rotate by reversing each, then the whole */
+            s_reverse(p, part_len[1]);
+            s_reverse(p + part_len[1], part_len[0]);
+            s_reverse(p, part_len[0] + part_len[1]);
+        }
+        out->ptr[start] = (char)(la >> 24);
+        out->ptr[start + 1] = (char)(la >> 16);
+        out->ptr[start + 2] = (char)(la >> 8);
+        out->ptr[start + 3] = (char)la;
+    }
+    rc = DYN_OK;
 cleanup:
+    if (rc < 0) dyn_buf_truncate(out, start);
     dyn_buf_free(&name);
-    dyn_buf_free(&vals);
     return rc;
 }
