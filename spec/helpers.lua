@@ -114,6 +114,29 @@ local function proxy_config_json(tbl)
   return core.json_encode(doc)
 end
 
+--- The object helpers.fault_proxy returns, for a proxy started elsewhere (a
+-- benchmark script's): `endpoint` is its URL; stop() kills `pid` when given.
+function helpers.attach_fault_proxy(endpoint, pid, upstream)
+  local base = endpoint:gsub("/+$", "")
+  local proxy = { endpoint = base, port = tonumber(base:match(":(%d+)$")), pid = pid, upstream = upstream }
+  -- accept proxy.f(x) and proxy:f(x)
+  local function args(a, b) if a == proxy then return b end return a end
+  function proxy.configure(a, b)
+    return proxy_control(base, "POST", "/__proxy/config", proxy_config_json(args(a, b) or {}))
+  end
+  function proxy.stats(a, b)
+    local log = args(a, b)
+    return proxy_control(base, "GET", log and "/__proxy/stats?log=1" or "/__proxy/stats")
+  end
+  function proxy.reset() return proxy_control(base, "POST", "/__proxy/reset") end
+  function proxy.stop()
+    if proxy.pid then os.execute("kill " .. proxy.pid .. " 2>/dev/null") end
+    proxy.pid = nil
+  end
+  if not proxy.upstream then proxy.upstream = proxy.stats().config.upstream end
+  return proxy
+end
+
 --- Starts a fault-injecting proxy (spec/support/fault_proxy.js) in front of
 -- `opts.upstream` (default helpers.endpoint()) and returns
 --   { endpoint = URL, port = n, pid = n, configure(tbl), stats([log]), reset(), stop() }
@@ -155,23 +178,7 @@ function helpers.fault_proxy(opts)
     if pid then os.execute("kill " .. pid .. " 2>/dev/null") end
     error("could not start the fault proxy: " .. text)
   end
-  local base = "http://127.0.0.1:" .. port
-  local proxy = { endpoint = base, port = tonumber(port), pid = pid, upstream = upstream }
-  -- accept proxy.f(x) and proxy:f(x)
-  local function args(a, b) if a == proxy then return b end return a end
-  function proxy.configure(a, b)
-    return proxy_control(base, "POST", "/__proxy/config", proxy_config_json(args(a, b) or {}))
-  end
-  function proxy.stats(a, b)
-    local log = args(a, b)
-    return proxy_control(base, "GET", log and "/__proxy/stats?log=1" or "/__proxy/stats")
-  end
-  function proxy.reset() return proxy_control(base, "POST", "/__proxy/reset") end
-  function proxy.stop()
-    if proxy.pid then os.execute("kill " .. proxy.pid .. " 2>/dev/null") end
-    proxy.pid = nil
-  end
-  return proxy
+  return helpers.attach_fault_proxy("http://127.0.0.1:" .. port, pid, upstream)
 end
 
 --- A client on the local server with fixed dummy credentials.
