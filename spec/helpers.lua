@@ -35,6 +35,10 @@ helpers.read_file = read_file
 
 local function sleep(seconds) os.execute("sleep " .. tostring(seconds)) end
 
+-- Prefix for helper programs (node, curl) started from a spec: the sanitizer
+-- pass preloads its runtime into lua5.4, and those programs need not carry it.
+helpers.plain_env = "env -u LD_PRELOAD -u ASAN_OPTIONS -u UBSAN_OPTIONS "
+
 local server -- the server this process started, shared by every spec file
 
 --- Starts (once per process) a dynalite server on a free loopback port and
@@ -86,7 +90,7 @@ end
 -- command (Debian package curl, installed by scripts/setup); returns the
 -- decoded JSON answer or raises.
 local function proxy_control(base, method, path, body)
-  local cmd = string.format("curl -s -S --max-time 10 -X %s %s%s", method,
+  local cmd = string.format("%scurl -s -S --max-time 10 -X %s %s%s", helpers.plain_env, method,
     body and ("-H 'content-type: application/json' --data-binary " .. shell_quote(body) .. " ") or "",
     shell_quote(base .. path))
   local p = assert(io.popen(cmd .. " 2>&1"))
@@ -161,8 +165,8 @@ function helpers.fault_proxy(opts)
   end
   for i, f in ipairs(flags) do flags[i] = shell_quote(f) end
   local out = os.tmpname()
-  local cmd = string.format("node %s %s > %s 2>&1 & echo $!", shell_quote(script), table.concat(flags, " "),
-    shell_quote(out))
+  local cmd = string.format("%snode %s %s > %s 2>&1 & echo $!", helpers.plain_env, shell_quote(script),
+    table.concat(flags, " "), shell_quote(out))
   local p = assert(io.popen(cmd))
   local pid = tonumber(p:read("l"))
   p:close()

@@ -76,7 +76,7 @@ describe("fault proxy", function()
                                    Key = dynamo.marshal{ pk = "p", sk = "same" } }
     local function raw(base)
       local hdr, out = os.tmpname(), os.tmpname()
-      local cmd = ("curl -s -S -D %s -o %s -X POST -H 'content-type: application/x-amz-json-1.0' "
+      local cmd = (helpers.plain_env .. "curl -s -S -D %s -o %s -X POST -H 'content-type: application/x-amz-json-1.0' "
         .. "-H 'x-amz-target: DynamoDB_20120810.GetItem' -H 'x-amz-date: 20240101T000000Z' "
         .. "-H 'authorization: AWS4-HMAC-SHA256 Credential=spec/20240101/us-east-1/dynamodb/aws4_request, "
         .. "SignedHeaders=host;x-amz-date, Signature=00' --data-binary %s %s"):format(

@@ -154,7 +154,7 @@ const HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'proxy-con
 // (nothing reached the server on it).
 function forward(req, body, cb, retried) {
   const headers = {}
-  for (const [k, v] of Object.entries(req.headers)) if (!HOP.has(k)) headers[k] = v
+  for (const [k, v] of Object.entries(req.headers)) if (!HOP.has(k) && k !== 'expect') headers[k] = v // the body is all here
   headers['content-length'] = String(body.length)
   const up = http.request({
     host: upstream.hostname, port: upstream.port || 80, method: req.method, path: req.url, headers, agent,
