@@ -344,7 +344,10 @@ function handle(req, res, body) {
         if (err) return upstreamFailed(res, err)
         res.sendDate = false
         res.writeHead(r.status, passHeaders(r.rawHeaders, { 'content-length': String(r.body.length) }))
-        res.write(r.body.subarray(0, Math.floor(r.body.length / 2)), () => dropClient(req))
+        const half = r.body.subarray(0, Math.floor(r.body.length / 2))
+        if (half.length > 0) return res.write(half, () => dropClient(req))
+        res.flushHeaders() // nothing to write: close after the headers are out
+        req.socket.end()
       })
     case 'bad_crc':
       return forward(req, body, (err, r) => {
