@@ -26,7 +26,8 @@ enum s_state {
 };
 
 struct s_entry {
-    size_t id_off, json_off, item_off;
+    size_t id_off, json_off;
+    const char *item; /* reads: the found item's text, inside one of b->answers */
     uint32_t id_len, json_len, item_len;
     unsigned char action; /* 'P' put, 'D' delete, 'G' get */
     unsigned char state;
@@ -54,7 +55,8 @@ struct dyn_batch {
     struct dyn_buf names;  /* table, pk, sk */
     struct dyn_buf head;   /* {"RequestItems":{"<table>": */
     struct dyn_buf data;   /* ids and JSON of the entries */
-    struct dyn_buf items;  /* reads: items found */
+    struct dyn_buf *answers; /* reads: the answers' bodies, which the found items point into */
+    size_t n_answers, cap_answers;
     struct dyn_buf body;   /* scratch: the body being built */
     struct dyn_buf id;     /* scratch: an id read from a response */
     struct s_entry *entries;
@@ -192,7 +194,6 @@ int dyn_batch_new(const struct dyn_call_config *cfg, const struct dyn_batch_opti
     dyn_buf_init(&b->names, cfg->alloc);
     dyn_buf_init(&b->head, cfg->alloc);
     dyn_buf_init(&b->data, cfg->alloc);
-    dyn_buf_init(&b->items, cfg->alloc);
     dyn_buf_init(&b->body, cfg->alloc);
     dyn_buf_init(&b->id, cfg->alloc);
     b->opts = *opts;
@@ -227,7 +228,8 @@ void dyn_batch_free(struct dyn_batch *b) {
     dyn_buf_free(&b->names);
     dyn_buf_free(&b->head);
     dyn_buf_free(&b->data);
-    dyn_buf_free(&b->items);
+    for (i = 0; i < b->n_answers; i++) dyn_buf_free(&b->answers[i]);
+    dyn_mem_free(b->alloc, b->answers, b->cap_answers * sizeof *b->answers);
     dyn_buf_free(&b->body);
     dyn_buf_free(&b->id);
     dyn_mem_free(b->alloc, b->entries, b->cap_entries * sizeof *b->entries);
@@ -527,181 +529,158 @@ static size_t s_member(const struct dyn_batch *b, int index, dyn_slice id) {
     return b->map[at] - 1;
 }
 
-/* The raw text of the value whose first token (a '{') was just read. */
-static int s_raw_object(struct dyn_json_reader *r, const struct dyn_json_token *first, dyn_slice *raw) {
-    const char *start = r->p - 1;
-    int rc = dyn_json_skip(r, first);
-    if (rc == DYN_OK) *raw = dyn_slice_make(start, (size_t)(r->p - start));
-    return rc;
-}
+/* The answers are read with the json.h scanner: the structure is known, and
+   the parts not needed (other members, the items' contents) are skipped
+   without building tokens for each string. */
 
-/* Reads a key or item object of the answer and gives its member (or SIZE_MAX when none). */
-static int s_match(struct dyn_batch *b, int index, dyn_slice raw, size_t *ei) {
+/* Reads a member name; true when it is `want` (escapes resolved through scratch). */
+static int s_name_is(struct dyn_batch *b, struct dyn_json_reader *r, dyn_slice want, int *is) {
+    struct dyn_json_token t;
     int rc;
+    if ((rc = dyn_json_scan_name(r, &t)) < 0) return rc;
+    if (!t.escaped) {
+        *is = dyn_slice_eq(t.text, want);
+        return DYN_OK;
+    }
     dyn_buf_reset(&b->id);
-    rc = dyn_key_id_from_item(raw, b->opts.pk, b->opts.sk, &b->id);
-    if (rc == DYN_ENOMEM) return rc;
-    *ei = rc == DYN_OK ? s_member(b, index, dyn_buf_slice(&b->id)) : SIZE_MAX;
+    if ((rc = dyn_json_unescape(t.text, &b->id)) < 0) return rc;
+    *is = dyn_slice_eq(dyn_buf_slice(&b->id), want);
     return DYN_OK;
 }
 
-/* UnprocessedItems[table]: [{"PutRequest":{"Item":{..}}} | {"DeleteRequest":{"Key":{..}}}, ...] */
-static int s_read_unprocessed_writes(struct dyn_batch *b, struct dyn_json_reader *r, int index, int64_t now,
-                                     double draw) {
-    struct dyn_json_token t;
+enum { S_FOUND, S_UNPROCESSED_KEYS, S_UNPROCESSED_WRITES };
+
+/* One key or item object of a list: found (stored) or handed back (re-queued). */
+static int s_take_object(struct dyn_batch *b, struct dyn_json_reader *r, int index, int what, int64_t now,
+                         double draw) {
+    dyn_slice raw;
+    size_t ei = SIZE_MAX;
+    const char *start;
     int rc;
-    if ((rc = dyn_json_next(r, &t)) < 0) return rc;
-    if (t.type != DYN_JSON_ARR_BEGIN) return dyn_json_skip(r, &t);
+    /* one pass gives the key and the object's extent; a found item's whole
+       text is read by the decoder that turns it into a record */
+    r->p = start = dyn_json_skip_ws(r->p, r->end);
+    dyn_buf_reset(&b->id);
+    rc = dyn_key_id_scan(r, b->opts.pk, b->opts.sk, &b->id);
+    if (rc == DYN_ENOMEM || rc == DYN_EJSON) return rc;
+    if (rc == DYN_OK) {
+        ei = s_member(b, index, dyn_buf_slice(&b->id));
+    } else if ((rc = dyn_json_scan_skip(r)) < 0) { /* not a key of ours: skip it */
+        return rc;
+    }
+    if (ei == SIZE_MAX) return DYN_OK;
+    raw = dyn_slice_make(start, (size_t)(r->p - start));
+    if (what == S_FOUND) {
+        struct s_entry *e = &b->entries[ei];
+        if (e->found) return DYN_OK;
+        if (raw.len > UINT32_MAX) return DYN_EJSON;
+        e->item = raw.ptr; /* the answer's body stays with the batch */
+        e->item_len = (uint32_t)raw.len;
+        e->found = 1;
+    } else {
+        s_unprocessed(b, ei, now, draw);
+    }
+    return DYN_OK;
+}
+
+/* A list of write requests: [{"PutRequest":{"Item":{..}}} | {"DeleteRequest":{"Key":{..}}}, ...] */
+static int s_read_write_requests(struct dyn_batch *b, struct dyn_json_reader *r, int index, int64_t now,
+                                 double draw) {
+    struct dyn_json_token t;
+    int rc, more, first = 1;
+    if ((rc = dyn_json_scan_char(r, '[')) < 0) return rc;
     for (;;) {
-        if ((rc = dyn_json_next(r, &t)) < 0) return rc;
-        if (t.type == DYN_JSON_ARR_END) return DYN_OK;
-        if (t.type != DYN_JSON_OBJ_BEGIN) return DYN_EJSON;
-        for (;;) { /* {"PutRequest":{...}} */
-            if ((rc = dyn_json_next(r, &t)) < 0) return rc;
-            if (t.type == DYN_JSON_OBJ_END) break;
-            if ((rc = dyn_json_next(r, &t)) < 0) return rc;
-            if (t.type != DYN_JSON_OBJ_BEGIN) {
-                if ((rc = dyn_json_skip(r, &t)) < 0) return rc;
-                continue;
-            }
-            for (;;) { /* {"Item":{...}} */
-                dyn_slice raw;
-                size_t ei;
-                if ((rc = dyn_json_next(r, &t)) < 0) return rc;
-                if (t.type == DYN_JSON_OBJ_END) break;
-                if ((rc = dyn_json_next(r, &t)) < 0) return rc;
-                if (t.type != DYN_JSON_OBJ_BEGIN) {
-                    if ((rc = dyn_json_skip(r, &t)) < 0) return rc;
-                    continue;
-                }
-                if ((rc = s_raw_object(r, &t, &raw)) < 0) return rc;
-                if ((rc = s_match(b, index, raw, &ei)) < 0) return rc;
-                if (ei != SIZE_MAX) s_unprocessed(b, ei, now, draw);
+        int more2, first2 = 1;
+        if ((rc = dyn_json_scan_more(r, ']', first, &more)) < 0 || !more) return rc;
+        first = 0;
+        if ((rc = dyn_json_scan_char(r, '{')) < 0) return rc;
+        for (;;) { /* "PutRequest": {...} */
+            int more3, first3 = 1;
+            if ((rc = dyn_json_scan_more(r, '}', first2, &more2)) < 0) return rc;
+            if (!more2) break;
+            first2 = 0;
+            if ((rc = dyn_json_scan_name(r, &t)) < 0) return rc;
+            if ((rc = dyn_json_scan_char(r, '{')) < 0) return rc;
+            for (;;) { /* "Item": {...} or "Key": {...}: either holds the key */
+                if ((rc = dyn_json_scan_more(r, '}', first3, &more3)) < 0) return rc;
+                if (!more3) break;
+                first3 = 0;
+                if ((rc = dyn_json_scan_name(r, &t)) < 0) return rc;
+                if ((rc = s_take_object(b, r, index, S_UNPROCESSED_WRITES, now, draw)) < 0) return rc;
             }
         }
     }
 }
 
-/* An array of key or item objects: Responses[table] (found) or UnprocessedKeys[table].Keys. */
-static int s_read_objects(struct dyn_batch *b, struct dyn_json_reader *r, int index, int found, int64_t now,
+/* A list of key or item objects. */
+static int s_read_objects(struct dyn_batch *b, struct dyn_json_reader *r, int index, int what, int64_t now,
                           double draw) {
-    struct dyn_json_token t;
-    int rc;
-    if ((rc = dyn_json_next(r, &t)) < 0) return rc;
-    if (t.type != DYN_JSON_ARR_BEGIN) return dyn_json_skip(r, &t);
+    int rc, more, first = 1;
+    if ((rc = dyn_json_scan_char(r, '[')) < 0) return rc;
     for (;;) {
-        dyn_slice raw;
-        size_t ei;
-        if ((rc = dyn_json_next(r, &t)) < 0) return rc;
-        if (t.type == DYN_JSON_ARR_END) return DYN_OK;
-        if (t.type != DYN_JSON_OBJ_BEGIN) return DYN_EJSON;
-        if ((rc = s_raw_object(r, &t, &raw)) < 0) return rc;
-        if ((rc = s_match(b, index, raw, &ei)) < 0) return rc;
-        if (ei == SIZE_MAX) continue;
-        if (found) {
-            struct s_entry *e = &b->entries[ei];
-            if (e->found) continue;
-            if (raw.len > UINT32_MAX) return DYN_EJSON;
-            e->item_off = b->items.len;
-            if ((rc = dyn_buf_append_slice(&b->items, raw)) < 0) return rc;
-            e->item_len = (uint32_t)raw.len;
-            e->found = 1;
-        } else {
-            s_unprocessed(b, ei, now, draw);
-        }
+        if ((rc = dyn_json_scan_more(r, ']', first, &more)) < 0 || !more) return rc;
+        first = 0;
+        if ((rc = s_take_object(b, r, index, what, now, draw)) < 0) return rc;
     }
 }
 
-/* Finds the member named after the table in an object; leaves the reader at its value. 0: not there. */
-static int s_enter_table(struct dyn_batch *b, struct dyn_json_reader *r, int *there) {
-    struct dyn_json_token t;
-    int rc;
-    *there = 0;
-    if ((rc = dyn_json_next(r, &t)) < 0) return rc;
-    if (t.type != DYN_JSON_OBJ_BEGIN) return dyn_json_skip(r, &t);
+/* {"<table>": <value>, ...}: reads the table's value as `what` says, skips the others. */
+static int s_read_table_map(struct dyn_batch *b, struct dyn_json_reader *r, int index, int what, int64_t now,
+                            double draw) {
+    int rc, more, first = 1, is;
+    if ((rc = dyn_json_scan_char(r, '{')) < 0) return rc;
     for (;;) {
-        int match;
-        if ((rc = dyn_json_next(r, &t)) < 0) return rc;
-        if (t.type == DYN_JSON_OBJ_END) return DYN_OK;
-        if (t.escaped) {
-            dyn_buf_reset(&b->id);
-            if ((rc = dyn_json_unescape(t.text, &b->id)) < 0) return rc;
-            match = dyn_slice_eq(dyn_buf_slice(&b->id), b->opts.table);
+        if ((rc = dyn_json_scan_more(r, '}', first, &more)) < 0 || !more) return rc;
+        first = 0;
+        if ((rc = s_name_is(b, r, b->opts.table, &is)) < 0) return rc;
+        if (!is) {
+            if ((rc = dyn_json_scan_skip(r)) < 0) return rc;
+        } else if (what == S_UNPROCESSED_WRITES) {
+            if ((rc = s_read_write_requests(b, r, index, now, draw)) < 0) return rc;
+        } else if (what == S_FOUND) {
+            if ((rc = s_read_objects(b, r, index, S_FOUND, now, draw)) < 0) return rc;
         } else {
-            match = dyn_slice_eq(t.text, b->opts.table);
+            /* {"Keys": [...], "ConsistentRead": ...} */
+            int more2, first2 = 1, keys;
+            if ((rc = dyn_json_scan_char(r, '{')) < 0) return rc;
+            for (;;) {
+                if ((rc = dyn_json_scan_more(r, '}', first2, &more2)) < 0) return rc;
+                if (!more2) break;
+                first2 = 0;
+                if ((rc = s_name_is(b, r, DYN_SLICE_LIT("Keys"), &keys)) < 0) return rc;
+                rc = keys ? s_read_objects(b, r, index, S_UNPROCESSED_KEYS, now, draw) : dyn_json_scan_skip(r);
+                if (rc < 0) return rc;
+            }
         }
-        if (match) {
-            *there = 1;
-            return DYN_OK;
-        }
-        if ((rc = dyn_json_next(r, &t)) < 0) return rc;
-        if ((rc = dyn_json_skip(r, &t)) < 0) return rc;
-    }
-}
-
-/* Skips the rest of the object the reader is in (after a member's value was read). */
-static int s_leave_object(struct dyn_json_reader *r) {
-    struct dyn_json_token t;
-    int rc;
-    for (;;) {
-        if ((rc = dyn_json_next(r, &t)) < 0) return rc;
-        if (t.type == DYN_JSON_OBJ_END) return DYN_OK;
-        if ((rc = dyn_json_next(r, &t)) < 0) return rc;
-        if ((rc = dyn_json_skip(r, &t)) < 0) return rc;
     }
 }
 
 /* Reads a successful answer: found items, unprocessed entries. */
 static int s_read_answer(struct dyn_batch *b, int index, dyn_slice body, int64_t now) {
     struct dyn_json_reader r;
-    struct dyn_json_token t;
-    int rc, there;
+    int rc, more, first = 1;
     /* one draw per answer: what it hands back goes out again together */
     double draw = s_draw(b);
     dyn_json_reader_init(&r, body);
-    if ((rc = dyn_json_next(&r, &t)) < 0) return rc;
-    if (t.type != DYN_JSON_OBJ_BEGIN) return DYN_EJSON;
+    if ((rc = dyn_json_scan_char(&r, '{')) < 0) return rc;
     for (;;) {
-        if ((rc = dyn_json_next(&r, &t)) < 0) return rc;
-        if (t.type == DYN_JSON_OBJ_END) break;
-        if (b->opts.kind == DYN_BATCH_WRITE && dyn_slice_eq_cstr(t.text, "UnprocessedItems")) {
-            if ((rc = s_enter_table(b, &r, &there)) < 0) return rc;
-            if (!there) continue;
-            if ((rc = s_read_unprocessed_writes(b, &r, index, now, draw)) < 0) return rc;
-            if ((rc = s_leave_object(&r)) < 0) return rc;
-        } else if (b->opts.kind == DYN_BATCH_GET && dyn_slice_eq_cstr(t.text, "Responses")) {
-            if ((rc = s_enter_table(b, &r, &there)) < 0) return rc;
-            if (!there) continue;
-            if ((rc = s_read_objects(b, &r, index, 1, now, draw)) < 0) return rc;
-            if ((rc = s_leave_object(&r)) < 0) return rc;
-        } else if (b->opts.kind == DYN_BATCH_GET && dyn_slice_eq_cstr(t.text, "UnprocessedKeys")) {
-            if ((rc = s_enter_table(b, &r, &there)) < 0) return rc;
-            if (!there) continue;
-            /* {"Keys":[...], "ConsistentRead":...} */
-            if ((rc = dyn_json_next(&r, &t)) < 0) return rc;
-            if (t.type != DYN_JSON_OBJ_BEGIN) {
-                if ((rc = dyn_json_skip(&r, &t)) < 0) return rc;
-            } else {
-                for (;;) {
-                    int keys;
-                    if ((rc = dyn_json_next(&r, &t)) < 0) return rc;
-                    if (t.type == DYN_JSON_OBJ_END) break;
-                    keys = dyn_slice_eq_cstr(t.text, "Keys");
-                    if (keys) {
-                        if ((rc = s_read_objects(b, &r, index, 0, now, draw)) < 0) return rc;
-                    } else {
-                        if ((rc = dyn_json_next(&r, &t)) < 0) return rc;
-                        if ((rc = dyn_json_skip(&r, &t)) < 0) return rc;
-                    }
-                }
-            }
-            if ((rc = s_leave_object(&r)) < 0) return rc;
-        } else {
-            if ((rc = dyn_json_next(&r, &t)) < 0) return rc;
-            if ((rc = dyn_json_skip(&r, &t)) < 0) return rc;
-        }
+        struct dyn_json_token t;
+        int what = -1;
+        if ((rc = dyn_json_scan_more(&r, '}', first, &more)) < 0) return rc;
+        if (!more) break;
+        first = 0;
+        if ((rc = dyn_json_scan_name(&r, &t)) < 0) return rc;
+        if (b->opts.kind == DYN_BATCH_WRITE && dyn_slice_eq_cstr(t.text, "UnprocessedItems"))
+            what = S_UNPROCESSED_WRITES;
+        else if (b->opts.kind == DYN_BATCH_GET && dyn_slice_eq_cstr(t.text, "Responses"))
+            what = S_FOUND;
+        else if (b->opts.kind == DYN_BATCH_GET && dyn_slice_eq_cstr(t.text, "UnprocessedKeys"))
+            what = S_UNPROCESSED_KEYS;
+        rc = what < 0 ? dyn_json_scan_skip(&r) : s_read_table_map(b, &r, index, what, now, draw);
+        if (rc < 0) return rc;
     }
-    return DYN_OK;
+    r.p = dyn_json_skip_ws(r.p, r.end);
+    return r.p == r.end ? DYN_OK : DYN_EJSON;
 }
 
 /* An answer lost on the way may still have been acted on. */
@@ -784,7 +763,15 @@ static int s_op_feed(struct dyn_op *op, struct dyn_call *call, int64_t now_mono_
     status = dyn_call_status(call);
     if (status == DYN_OK) {
         int owed = 0;
-        rc = s_read_answer(b, index, dyn_call_body(call), now_mono_ms);
+        dyn_slice body = dyn_call_body(call);
+        if (b->opts.kind == DYN_BATCH_GET) {
+            /* a read's answer is kept: its found items are read from it later, without a copy */
+            if ((rc = s_grow(b->alloc, (void **)&b->answers, &b->cap_answers, b->n_answers + 1, sizeof *b->answers)) < 0)
+                goto nomem;
+            dyn_call_take_body(call, &b->answers[b->n_answers]);
+            body = dyn_buf_slice(&b->answers[b->n_answers++]);
+        }
+        rc = s_read_answer(b, index, body, now_mono_ms);
         if (rc == DYN_ENOMEM) goto nomem;
         if (rc < 0) {
             /* a 200 whose body is not the answer: as a broken answer, retried */
@@ -892,7 +879,7 @@ int dyn_batch_slot(const struct dyn_batch *b, size_t k, struct dyn_batch_slot_in
     info->uncertain = !info->done && e->uncertain;
     info->attempts = e->attempts;
     info->found = info->done && e->found;
-    info->item = info->found ? dyn_slice_make(b->items.ptr + e->item_off, e->item_len) : DYN_SLICE_EMPTY;
+    info->item = info->found ? dyn_slice_make(e->item, e->item_len) : DYN_SLICE_EMPTY;
     if (!info->done) info->cause = s_error_at(b, e->cause >= 0 ? e->cause : b->cause);
     return DYN_OK;
 }

@@ -418,33 +418,39 @@ enum { A_READY, A_SENDING, A_WAITING };
 static int s_multi_status(CURLMcode mc) { return mc == CURLM_OUT_OF_MEMORY ? DYN_ENOMEM : DYN_ETRANSPORT; }
 
 /*
- * The watched socket of the transfer started last, when each of the
- * in_flight transfers has exactly one watched socket and every one only
- * waits for an answer; else -1. A server answers in about the order it was
- * asked, so when that answer is in, the others mostly are too. (Never an idle
- * socket: one could keep the wait asleep until a timeout.)
+ * The watched socket of the transfer that is `rank`-th in start order among
+ * the in_flight ones (0: the oldest, in_flight - 1: the newest), when each
+ * of them has exactly one watched socket and every one only waits for an
+ * answer; else -1. A server answers in about the order it was asked, so when
+ * that answer is in, the ones started before it mostly are too. (Never an
+ * idle socket: one could keep the wait asleep until a timeout.)
  */
-static int s_newest_reader(const struct dyn_http *http, int in_flight) {
-    int newest = -1, i, j;
-    if (http->nwatch < 2 || http->nwatch != in_flight) return -1;
+static int s_reader_by_rank(const struct dyn_http *http, int in_flight, int rank) {
+    int i, j;
+    if (http->nwatch < 2 || http->nwatch != in_flight || in_flight > 64 || rank < 0 || rank >= in_flight) return -1;
     for (i = 0; i < http->nwatch; i++) {
         const struct s_slot *slot = http->watch[i].slot;
         if (http->watch[i].what != CURL_POLL_IN || !slot || !slot->busy) return -1;
         for (j = 0; j < i; j++)
             if (http->watch[j].slot == slot) return -1;
-        if (newest < 0 || slot->seq > http->watch[newest].slot->seq) newest = i;
     }
-    return newest;
+    for (i = 0; i < http->nwatch; i++) {
+        int older = 0;
+        for (j = 0; j < http->nwatch; j++)
+            if (http->watch[j].slot->seq < http->watch[i].slot->seq) older++;
+        if (older == rank) return i;
+    }
+    return -1;
 }
 
 /*
  * Polls the sockets curl watches for up to timeout_ms and hands each ready
  * one to curl. The set is copied first: curl changes it while it runs. With
- * `newest_of` transfers in flight (0: not this time), it first sleeps on the
- * newest one's socket alone (when every socket only waits for an answer),
- * then takes whatever else is ready.
+ * `rank` >= 0 it first sleeps on the socket of the transfer of that rank in
+ * start order alone (see s_reader_by_rank; in_flight transfers), then takes
+ * whatever else is ready.
  */
-static int s_wait(struct dyn_http *http, int timeout_ms, int newest_of) {
+static int s_wait(struct dyn_http *http, int timeout_ms, int in_flight, int rank) {
     struct pollfd *fds;
     int nfds = 0, i, ready;
     if (http->nwatch == 0) {
@@ -460,8 +466,8 @@ static int s_wait(struct dyn_http *http, int timeout_ms, int newest_of) {
         http->cappfds = http->capwatch;
     }
     fds = http->pfds;
-    if (newest_of) {
-        int newest = s_newest_reader(http, newest_of);
+    if (rank >= 0) {
+        int newest = s_reader_by_rank(http, in_flight, rank);
         if (newest >= 0) {
             struct pollfd one;
             one.fd = http->watch[newest].fd;
@@ -636,10 +642,20 @@ int dyn_http_drive(struct dyn_http *http, struct dyn_op *op) {
             if (left_ms < timeout) timeout = left_ms < 0 ? 0 : (long)left_ms;
         }
         /* Sleeps until a socket is ready, curl's timer fires, or the nearest
-           backoff ends. When the op has nothing more to start and no call
-           backs off, every answer is needed: one wakeup for the newest (the
-           others are read with it) instead of one per answer, each a cold start. */
-        if ((rc = s_wait(http, (int)timeout, op_idle && !waiting && op_wake < 0 ? in_flight : 0)) < 0) goto fail;
+           backoff ends. Each wakeup is a cold start, so with no call backing
+           off it waits for several answers at once: when the op has nothing
+           more to start, for the newest (every answer is needed and the
+           others are read with it); when every slot is busy, for the middle
+           one, so half the slots refill together while the server still has
+           the other half to work on. */
+        {
+            int rank = -1;
+            if (!waiting && op_wake < 0 && in_flight == n_act) {
+                if (op_idle) rank = in_flight - 1;
+                else if (n_act == conc) rank = (in_flight - 1) / 2;
+            }
+            if ((rc = s_wait(http, (int)timeout, in_flight, rank)) < 0) goto fail;
+        }
     }
 fail:
     /* Leave nothing half-done: drop in-flight transfers; the op ends its own work. */

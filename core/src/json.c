@@ -411,6 +411,155 @@ static int s_value(struct dyn_json_reader *r, struct dyn_json_token *tok) {
     return rc;
 }
 
+/* dyn_json_scan_skip at a depth of `depth` open containers. */
+static int s_skip_value(struct dyn_json_reader *r, unsigned depth) {
+    struct dyn_json_token t;
+    int rc;
+    r->p = dyn_json_skip_ws(r->p, r->end);
+    if (r->p >= r->end) return dyn_json_fail(r, r->p, "unexpected end of input");
+    switch (*r->p) {
+    case '"': return dyn_json_scan_string_fast(r, &t);
+    case '{':
+    case '[': {
+        char close = *r->p == '{' ? '}' : ']';
+        if (depth >= DYN_JSON_MAX_DEPTH) return dyn_json_fail(r, r->p, "nesting too deep");
+        r->p = dyn_json_skip_ws(r->p + 1, r->end);
+        if (r->p < r->end && *r->p == close) {
+            r->p++;
+            return DYN_OK;
+        }
+        for (;;) {
+            if (close == '}') {
+                if (r->p >= r->end || *r->p != '"') return dyn_json_fail(r, r->p, "expected a member name");
+                if ((rc = dyn_json_scan_string_fast(r, &t)) != DYN_OK) return rc;
+                r->p = dyn_json_skip_ws(r->p, r->end);
+                if (r->p >= r->end || *r->p != ':') return dyn_json_fail(r, r->p, "expected ':'");
+                r->p++;
+            }
+            if ((rc = s_skip_value(r, depth + 1)) != DYN_OK) return rc;
+            r->p = dyn_json_skip_ws(r->p, r->end);
+            if (r->p >= r->end) return dyn_json_fail(r, r->p, "unexpected end of input");
+            if (*r->p == close) {
+                r->p++;
+                return DYN_OK;
+            }
+            if (*r->p != ',') return dyn_json_fail(r, r->p, "expected ',' or the container's end");
+            r->p = dyn_json_skip_ws(r->p + 1, r->end);
+        }
+    }
+    case 't': return s_literal(r, "true", 4, DYN_JSON_TRUE, &t);
+    case 'f': return s_literal(r, "false", 5, DYN_JSON_FALSE, &t);
+    case 'n': return s_literal(r, "null", 4, DYN_JSON_NULL, &t);
+    default:
+        if (*r->p == '-' || (*r->p >= '0' && *r->p <= '9')) return dyn_json_scan_number(r, &t);
+        return dyn_json_fail(r, r->p, "unexpected character");
+    }
+}
+
+int dyn_json_scan_skip(struct dyn_json_reader *r) { return s_skip_value(r, 0); }
+
+#ifdef DYN_JSON_SWAR
+/* The high bit of each byte of w that equals c (exact for the lowest one; see dyn_json_special8). */
+static inline uint64_t s_bytes_eq(uint64_t w, unsigned char c) {
+    const uint64_t ones = UINT64_C(0x0101010101010101), high = UINT64_C(0x8080808080808080);
+    uint64_t x = w ^ (ones * c);
+    return (x - ones) & ~x & high;
+}
+#endif
+
+/* The first quote or backslash at or after p (end if none). Most strings of
+   AttributeValue JSON are short (type letters, names): bytes one by one
+   first, words only for a long one. */
+static const char *s_quote_or_backslash(const char *p, const char *end) {
+    const char *stop = end - p > 16 ? p + 16 : end;
+    while (p < stop && *p != '"' && *p != '\\') p++;
+    if (p < stop || p == end) return p;
+#ifdef DYN_JSON_SWAR
+    while (end - p >= 8) {
+        uint64_t w, m;
+        memcpy(&w, p, 8);
+        m = s_bytes_eq(w, '"') | s_bytes_eq(w, '\\');
+        if (m) return p + (__builtin_ctzll(m) >> 3);
+        p += 8;
+    }
+#endif
+    while (p < end && *p != '"' && *p != '\\') p++;
+    return p;
+}
+
+/* The first quote or bracket at or after p (end if none): they come every few bytes outside strings. */
+static const char *s_structural(const char *p, const char *end) {
+    while (p < end && *p != '"' && *p != '{' && *p != '}' && *p != '[' && *p != ']') p++;
+    return p;
+}
+
+int dyn_json_scan_extent(struct dyn_json_reader *r) {
+    const char *p = r->p, *end = r->end;
+    unsigned depth = 0;
+    if (p >= end || (*p != '{' && *p != '[')) return dyn_json_fail(r, p, "expected an object or array");
+    while ((p = s_structural(p, end)) < end) {
+        switch (*p) {
+        case '"':
+            /* to the closing quote: a backslash takes the byte after it along */
+            for (p++;;) {
+                p = s_quote_or_backslash(p, end);
+                if (p >= end) return dyn_json_fail(r, end, "unexpected end of input");
+                if (*p == '"') break;
+                p += 2;
+            }
+            break;
+        case '{':
+        case '[':
+            if (++depth > DYN_JSON_MAX_DEPTH) return dyn_json_fail(r, p, "nesting too deep");
+            break;
+        case '}':
+        case ']':
+            if (--depth == 0) {
+                r->p = p + 1;
+                return DYN_OK;
+            }
+            break;
+        default:
+            /* a byte that only looks like a bracket to the word test ('{' | 0x20 matches 0x5b and 0x7b
+               alone, so nothing else): cannot happen, but stay safe */
+            break;
+        }
+        p++;
+    }
+    return dyn_json_fail(r, end, "unexpected end of input");
+}
+
+int dyn_json_scan_char(struct dyn_json_reader *r, char c) {
+    r->p = dyn_json_skip_ws(r->p, r->end);
+    if (r->p >= r->end || *r->p != c) return dyn_json_fail(r, r->p, "unexpected character");
+    r->p++;
+    return DYN_OK;
+}
+
+int dyn_json_scan_name(struct dyn_json_reader *r, struct dyn_json_token *tok) {
+    int rc;
+    r->p = dyn_json_skip_ws(r->p, r->end);
+    if (r->p >= r->end || *r->p != '"') return dyn_json_fail(r, r->p, "expected a member name");
+    if ((rc = dyn_json_scan_string_fast(r, tok)) != DYN_OK) return rc;
+    tok->type = DYN_JSON_KEY;
+    return dyn_json_scan_char(r, ':');
+}
+
+int dyn_json_scan_more(struct dyn_json_reader *r, char close, int first, int *more) {
+    r->p = dyn_json_skip_ws(r->p, r->end);
+    if (r->p < r->end && *r->p == close) {
+        r->p++;
+        *more = 0;
+        return DYN_OK;
+    }
+    if (!first) {
+        if (r->p >= r->end || *r->p != ',') return dyn_json_fail(r, r->p, "expected ',' or the container's end");
+        r->p++;
+    }
+    *more = 1;
+    return DYN_OK;
+}
+
 /* Reads a member name and the ':' after it, at r->p. */
 static int s_key(struct dyn_json_reader *r, struct dyn_json_token *tok) {
     int rc;

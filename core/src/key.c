@@ -42,28 +42,29 @@ int dyn_key_id(const struct dyn_key_part *pk, const struct dyn_key_part *sk, str
 }
 
 /*
- * Reads one AttributeValue ({"S":"..."}; the '{' is already read) and
- * appends it to out as a key part: its type letter, then its bytes. Returns
- * DYN_OK, DYN_EINVAL (not a single S, N or B member, or a bad value),
- * DYN_EJSON, DYN_ENOMEM.
+ * Reads one AttributeValue ({"S":"..."}) at r->p and appends it to out as a
+ * key part: its type letter, then its bytes. Returns DYN_OK, DYN_EINVAL (not
+ * a single S, N or B member, or a bad value), DYN_EJSON, DYN_ENOMEM.
  */
 static int s_read_part(struct dyn_json_reader *r, struct dyn_buf *out) {
     struct dyn_json_token t;
     struct dyn_buf raw = DYN_BUF_INIT(out->alloc); /* only an escaped string allocates */
     char canon[DYN_AV_NUM_MAX], type;
     size_t clen;
-    int rc;
-    if ((rc = dyn_json_next(r, &t)) < 0) goto cleanup;
-    if (t.type != DYN_JSON_KEY || t.text.len != 1 || !s_valid_type(t.text.ptr[0])) {
-        rc = t.type == DYN_JSON_KEY ? DYN_EINVAL : DYN_EJSON;
-        goto cleanup;
-    }
-    type = t.text.ptr[0];
-    if ((rc = dyn_json_next(r, &t)) < 0) goto cleanup;
-    if (t.type != DYN_JSON_STRING) {
+    int rc, more;
+    if ((rc = dyn_json_scan_char(r, '{')) < 0) goto cleanup;
+    if ((rc = dyn_json_scan_name(r, &t)) < 0) goto cleanup;
+    if (t.text.len != 1 || !s_valid_type(t.text.ptr[0])) {
         rc = DYN_EINVAL;
         goto cleanup;
     }
+    type = t.text.ptr[0];
+    r->p = dyn_json_skip_ws(r->p, r->end);
+    if (r->p >= r->end || *r->p != '"') {
+        rc = DYN_EINVAL;
+        goto cleanup;
+    }
+    if ((rc = dyn_json_scan_string_fast(r, &t)) < 0) goto cleanup;
     if (t.escaped) {
         if ((rc = dyn_json_unescape(t.text, &raw)) < 0) goto cleanup;
         t.text = dyn_buf_slice(&raw);
@@ -79,8 +80,11 @@ static int s_read_part(struct dyn_json_reader *r, struct dyn_buf *out) {
     default: rc = dyn_base64_decode(t.text, out); break;
     }
     if (rc < 0) goto cleanup;
-    if ((rc = dyn_json_next(r, &t)) < 0) goto cleanup;
-    if (t.type != DYN_JSON_OBJ_END) rc = t.type == DYN_JSON_KEY ? DYN_EINVAL : DYN_EJSON;
+    if ((rc = dyn_json_scan_more(r, '}', 0, &more)) < 0) {
+        rc = DYN_EINVAL; /* a second member */
+        goto cleanup;
+    }
+    if (more) rc = DYN_EINVAL;
 cleanup:
     dyn_buf_free(&raw);
     return rc;
@@ -95,27 +99,26 @@ static void s_reverse(char *p, size_t n) {
     }
 }
 
-int dyn_key_id_from_item(dyn_slice item_json, dyn_slice pk, dyn_slice sk, struct dyn_buf *out) {
-    struct dyn_json_reader r;
+/* The object at r.p; with `whole` read to its end, else only up to the key attributes. */
+static int s_scan(struct dyn_json_reader *rp, dyn_slice pk, dyn_slice sk, struct dyn_buf *out, int whole) {
+    struct dyn_json_reader r = *rp;
     struct dyn_json_token t;
     struct dyn_buf name = DYN_BUF_INIT(out->alloc);
     size_t start = out->len, parts, part_len[2] = {0, 0};
-    int have[2] = {0, 0}, two = sk.len > 0, sk_first = 0, rc;
-    dyn_json_reader_init(&r, item_json);
+    int have[2] = {0, 0}, two = sk.len > 0, sk_first = 0, rc, more, first = 1;
     /* the parts are written straight into out, after room for the length */
     if (two && (rc = dyn_buf_append(out, "\0\0\0\0", 4)) < 0) goto cleanup;
     parts = out->len;
-    if ((rc = dyn_json_next(&r, &t)) < 0) goto cleanup;
-    if (t.type != DYN_JSON_OBJ_BEGIN) {
-        rc = DYN_EJSON;
-        goto cleanup;
-    }
-    for (;;) {
+    if ((rc = dyn_json_scan_char(&r, '{')) < 0) goto cleanup;
+    /* the members up to the key attributes; the rest only when whole, by extent */
+    while (whole || !(have[0] && (!two || have[1]))) {
         dyn_slice key;
         int which = -1;
         size_t before;
-        if ((rc = dyn_json_next(&r, &t)) < 0) goto cleanup;
-        if (t.type == DYN_JSON_OBJ_END) break;
+        if ((rc = dyn_json_scan_more(&r, '}', first, &more)) < 0) goto cleanup;
+        first = 0;
+        if (!more) break;
+        if ((rc = dyn_json_scan_name(&r, &t)) < 0) goto cleanup;
         key = t.text;
         if (t.escaped) {
             dyn_buf_reset(&name);
@@ -123,15 +126,18 @@ int dyn_key_id_from_item(dyn_slice item_json, dyn_slice pk, dyn_slice sk, struct
             key = dyn_buf_slice(&name);
         }
         if (!have[0] && dyn_slice_eq(key, pk)) which = 0;
+        else if (have[0] && dyn_slice_eq(key, pk)) which = 2; /* a second pk member: not an item */
         else if (two && !have[1] && dyn_slice_eq(key, sk)) which = 1;
-        if ((rc = dyn_json_next(&r, &t)) < 0) goto cleanup;
-        if (which < 0) {
-            if ((rc = dyn_json_skip(&r, &t)) < 0) goto cleanup;
-            continue;
-        }
-        if (t.type != DYN_JSON_OBJ_BEGIN) {
+        if (which == 2) {
             rc = DYN_EINVAL;
             goto cleanup;
+        }
+        if (which < 0) {
+            /* another attribute: only its extent matters here */
+            r.p = dyn_json_skip_ws(r.p, r.end);
+            rc = r.p < r.end && (*r.p == '{' || *r.p == '[') ? dyn_json_scan_extent(&r) : dyn_json_scan_skip(&r);
+            if (rc < 0) goto cleanup;
+            continue;
         }
         before = out->len;
         if ((rc = s_read_part(&r, out)) < 0) goto cleanup;
@@ -158,8 +164,23 @@ int dyn_key_id_from_item(dyn_slice item_json, dyn_slice pk, dyn_slice sk, struct
         out->ptr[start + 3] = (char)la;
     }
     rc = DYN_OK;
+    rp->p = r.p;
 cleanup:
-    if (rc < 0) dyn_buf_truncate(out, start);
+    if (rc < 0) {
+        dyn_buf_truncate(out, start);
+        rp->err = r.err;
+        rp->err_pos = r.err_pos;
+    }
     dyn_buf_free(&name);
     return rc;
+}
+
+int dyn_key_id_from_item(dyn_slice item_json, dyn_slice pk, dyn_slice sk, struct dyn_buf *out) {
+    struct dyn_json_reader r;
+    dyn_json_reader_init(&r, item_json);
+    return s_scan(&r, pk, sk, out, 0);
+}
+
+int dyn_key_id_scan(struct dyn_json_reader *r, dyn_slice pk, dyn_slice sk, struct dyn_buf *out) {
+    return s_scan(r, pk, sk, out, 1);
 }

@@ -175,6 +175,38 @@ static inline int dyn_json_scan_string_fast(struct dyn_json_reader *r, struct dy
 /* r->p is at '-' or a digit: reads a number token. DYN_OK or DYN_EJSON. */
 int dyn_json_scan_number(struct dyn_json_reader *r, struct dyn_json_token *tok);
 
+/*
+ * r->p is at a value (whitespace before it is skipped): skips the whole
+ * value, validating it as the reader would (strings, numbers, literals,
+ * nesting up to DYN_JSON_MAX_DEPTH), and leaves r->p after it. For parsers
+ * that only need a value's extent (its raw text runs from where it started
+ * to r->p). Returns DYN_OK or DYN_EJSON.
+ */
+int dyn_json_scan_skip(struct dyn_json_reader *r);
+
+/*
+ * r->p is at a '{' or '[': moves r->p past its matching end, looking only at
+ * quotes (with their escapes) and brackets, not validating anything else:
+ * for a value whose text another parser reads in full later (the batch
+ * engine hands found items to the decoder). DYN_OK, or DYN_EJSON when the
+ * input ends first or nesting passes DYN_JSON_MAX_DEPTH.
+ */
+int dyn_json_scan_extent(struct dyn_json_reader *r);
+
+/* Skips whitespace, then consumes the byte c. DYN_OK, or DYN_EJSON when another byte (or the end) is there. */
+int dyn_json_scan_char(struct dyn_json_reader *r, char c);
+
+/* Skips whitespace, then reads a member name (tok, as dyn_json_scan_string) and the ':' after it. */
+int dyn_json_scan_name(struct dyn_json_reader *r, struct dyn_json_token *tok);
+
+/*
+ * Walks a container's elements: call right after its '{' or '[' with
+ * first = 1, then after each element with first = 0. Sets *more to 1 when an
+ * element follows (the ',' between is consumed), 0 when `close` ('}' or ']')
+ * ended the container (consumed). DYN_OK or DYN_EJSON.
+ */
+int dyn_json_scan_more(struct dyn_json_reader *r, char close, int first, int *more);
+
 /* Records error `what` at `at` (a pointer into the input); returns DYN_EJSON. */
 int dyn_json_fail(struct dyn_json_reader *r, const char *at, const char *what);
 

@@ -47,11 +47,22 @@ int dyn_key_id(const struct dyn_key_part *pk, const struct dyn_key_part *sk, str
  * JSON, `{"pk":{"S":"a"},"sk":{"N":"1"},...}`: the top-level members named
  * pk and sk (sk empty: no sort key). Strings are unescaped, numbers put in
  * canonical form, binaries decoded from base64, so the identity is the one
- * dyn_key_id gives for the same values. Returns DYN_OK, DYN_EJSON (not a JSON
- * object), DYN_EINVAL (a key attribute missing, of another type than S, N, B,
- * or not a valid value), DYN_ENOMEM. out is unchanged on failure.
+ * dyn_key_id gives for the same values. Only the members up to the key
+ * attributes are read (the rest is not validated). Returns DYN_OK, DYN_EJSON
+ * (not a JSON object), DYN_EINVAL (a key attribute missing, of another type
+ * than S, N, B, or not a valid value), DYN_ENOMEM. out is unchanged on failure.
  */
 int dyn_key_id_from_item(dyn_slice item_json, dyn_slice pk, dyn_slice sk, struct dyn_buf *out);
+
+/*
+ * As dyn_key_id_from_item for the object at r->p (a scanner, see
+ * dynamo/json.h), read to its end: r->p is left after it, so the caller has
+ * the object's extent as well. Members other than the key attributes are
+ * only skipped by their extent (dyn_json_scan_extent), not validated.
+ * On failure r->p is unchanged.
+ */
+struct dyn_json_reader;
+int dyn_key_id_scan(struct dyn_json_reader *r, dyn_slice pk, dyn_slice sk, struct dyn_buf *out);
 
 #ifdef __cplusplus
 }
