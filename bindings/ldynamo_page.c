@@ -5,6 +5,7 @@
  *   page:next() / page_next(page) -> the next item, or nil after the last
  *   page_fill(page, buf, max)   -> the next up to max items in buf[1..n]
  *   page:result() / page_result(page) -> the members other than Items
+ *   page:close(), <close>       -> the text given back at once
  * ldynamo_push_page (ldynamo.h) makes a page over a response body held in C.
  */
 #include "ldynamo_codec.h"
@@ -15,6 +16,13 @@
  * once: each item is made, used and dropped while its memory is still in
  * cache. The other members (LastEvaluatedKey, Count, ...) go to a table, the
  * page's user value, complete once every item has been read.
+ *
+ * A page needs its text until its last item is read: then, or when it is
+ * closed (page:close(), a <close> variable going out of scope, or its
+ * collection: __gc and __close share one function, as liolib's files do),
+ * the text goes back to the page's owner (the client's driver, for the next
+ * response) or is freed. A closed page is ended: next() gives nil,
+ * page_fill 0, and result() the members read before the close.
  */
 #define PAGE_MT "dynamo.page"
 
@@ -23,7 +31,9 @@ struct s_page {
     ldynamo_recycle_fn recycle; /* takes the body once read (NULL: it is freed) */
     size_t pos;   /* where reading resumes */
     int in_items; /* inside the Items array */
-    int done;     /* the document was read to its end */
+    int done;     /* nothing more to read: the end, a broken body, or closed */
+    int closed;   /* page:close(), __close or __gc ran */
+    int reading;  /* a step is under way: a close (from a finalizer) waits for it */
 };
 
 /* Reads the response object's members from the current position into the
@@ -96,8 +106,9 @@ static int l_page_step(lua_State *L) {
 
 static const char s_page_step_key = 0; /* its address keys the registry entry */
 
-/* Read to its end, the page needs its text no more: the memory goes back to
- * the page's owner (the client's driver, for the next response) or is freed. */
+/* Read to its end or closed, the page needs its text no more: the memory goes
+ * back to the page's owner (the client's driver, for the next response) or is
+ * freed. */
 static void s_page_drop_body(lua_State *L, struct s_page *pg, int page) {
     void *owner;
     if (pg->body.cap == 0) return;
@@ -117,25 +128,26 @@ static void s_page_drop_body(lua_State *L, struct s_page *pg, int page) {
 static lua_Integer s_page_read(lua_State *L, struct s_page *pg, int page, int buf, lua_Integer max) {
     int rc;
     lua_Integer n;
+    if (pg->reading) luaL_error(L, "attempt to read a page that is being read");
     lua_rawgetp(L, LUA_REGISTRYINDEX, &s_page_step_key);
     lua_pushvalue(L, page);
     lua_pushvalue(L, buf);
     lua_pushinteger(L, max);
+    pg->reading = 1;
     rc = lua_pcall(L, 3, 1, 0);
+    pg->reading = 0;
+    if (rc != LUA_OK && rc != LUA_ERRMEM) pg->done = 1; /* nothing more can be read */
+    if (pg->closed || (rc == LUA_OK && pg->done)) s_page_drop_body(L, pg, page);
     if (rc == LUA_ERRMEM) lua_error(L);
-    if (rc != LUA_OK) {
-        pg->done = 1; /* nothing more can be read */
-        return -1;
-    }
+    if (rc != LUA_OK) return -1;
     n = lua_tointeger(L, -1);
     lua_pop(L, 1);
-    if (pg->done) s_page_drop_body(L, pg, page);
     return n;
 }
 
 /*
- * page:next() -> the next item (native values), or nil after the last one;
- * nil, message when the body is not the JSON it should be.
+ * page:next() -> the next item (native values), or nil after the last one
+ * (and once closed); nil, message when the body is not the JSON it should be.
  */
 static int l_page_next(lua_State *L) {
     struct s_page *pg = luaL_checkudata(L, 1, PAGE_MT);
@@ -156,8 +168,8 @@ static int l_page_next(lua_State *L) {
 
 /*
  * core.page_fill(page, buf, max) -> n: the next up to max items in buf[1..n]
- * (0 after the last one); nil, message for a broken body. For loops that
- * take items in runs, without a call per item.
+ * (0 after the last one, and once closed); nil, message for a broken body.
+ * For loops that take items in runs, without a call per item.
  */
 static int l_page_fill(lua_State *L) {
     struct s_page *pg = luaL_checkudata(L, 1, PAGE_MT);
@@ -179,17 +191,30 @@ static int l_page_fill(lua_State *L) {
     return 1;
 }
 
-/* page:result() -> the members other than Items (complete after the last item). */
+/* page:result() -> the members other than Items (complete after the last
+ * item; a page closed before holds those read until then). */
 static int l_page_result(lua_State *L) {
     luaL_checkudata(L, 1, PAGE_MT);
     lua_getiuservalue(L, 1, 1);
     return 1;
 }
 
-static int l_page_gc(lua_State *L) {
+/* page:close(), __close and __gc: ends the page and gives its text back.
+ * Closing again, or collecting a closed page, does nothing more. */
+static int l_page_close(lua_State *L) {
     struct s_page *pg = luaL_checkudata(L, 1, PAGE_MT);
-    dyn_buf_free(&pg->body);
+    pg->done = pg->closed = 1;
+    if (!pg->reading) s_page_drop_body(L, pg, 1); /* else the step's caller does */
     return 0;
+}
+
+/* "dynamo.page (N bytes)" while it holds its text, "dynamo.page (closed)" once
+ * it gave it back (closed, or read to its end). */
+static int l_page_tostring(lua_State *L) {
+    struct s_page *pg = luaL_checkudata(L, 1, PAGE_MT);
+    if (pg->done && pg->body.cap == 0) lua_pushliteral(L, "dynamo.page (closed)");
+    else lua_pushfstring(L, "dynamo.page (%I bytes)", (LUAI_UACINT)pg->body.len);
+    return 1;
 }
 
 int ldynamo_push_page(lua_State *L, struct dyn_buf *body, int owner, ldynamo_recycle_fn recycle) {
@@ -205,7 +230,7 @@ int ldynamo_push_page(lua_State *L, struct dyn_buf *body, int owner, ldynamo_rec
     }
     pg->pos = 0;
     pg->in_items = 0;
-    pg->done = 0;
+    pg->done = pg->closed = pg->reading = 0;
     luaL_setmetatable(L, PAGE_MT);
     lua_newtable(L);
     lua_setiuservalue(L, -2, 1);
@@ -213,12 +238,16 @@ int ldynamo_push_page(lua_State *L, struct dyn_buf *body, int owner, ldynamo_rec
 }
 
 /* core.page(text) -> a page over a copy of text (for responses that arrive as
- * Lua strings, from a host transport). */
+ * Lua strings, from a host transport). The page is made first, empty, so a
+ * memory error while copying leaves nothing to leak (liolib's newprefile). */
 static int l_page(lua_State *L) {
     dyn_slice text = ldynamo_checkslice(L, 1);
-    struct dyn_buf b = DYN_BUF_INIT(NULL);
-    if (dyn_buf_append(&b, text.ptr, text.len) != DYN_OK) return luaL_error(L, "not enough memory");
-    return ldynamo_push_page(L, &b, 0, NULL);
+    struct dyn_buf none = DYN_BUF_INIT(NULL);
+    struct s_page *pg;
+    ldynamo_push_page(L, &none, 0, NULL);
+    pg = lua_touserdata(L, -1);
+    if (dyn_buf_append(&pg->body, text.ptr, text.len) != DYN_OK) return luaL_error(L, "not enough memory");
+    return 1;
 }
 
 static const luaL_Reg s_funcs[] = {
@@ -227,10 +256,12 @@ static const luaL_Reg s_funcs[] = {
 };
 
 void codec_open_page(lua_State *L, int mod, int base) {
-    static const luaL_Reg methods[] = {{"next", l_page_next}, {"result", l_page_result}, {NULL, NULL}};
+    static const luaL_Reg meta[] = {
+        {"__gc", l_page_close}, {"__close", l_page_close}, {"__tostring", l_page_tostring}, {NULL, NULL}};
+    static const luaL_Reg methods[] = {
+        {"next", l_page_next}, {"result", l_page_result}, {"close", l_page_close}, {NULL, NULL}};
     if (luaL_newmetatable(L, PAGE_MT)) {
-        lua_pushcfunction(L, l_page_gc);
-        lua_setfield(L, -2, "__gc");
+        luaL_setfuncs(L, meta, 0);
         lua_newtable(L);
         luaL_setfuncs(L, methods, 0);
         lua_setfield(L, -2, "__index");
