@@ -688,8 +688,9 @@ int ldynamo_push_json(lua_State *L, dyn_slice text, int unmarshal) {
     return rc == LUA_OK;
 }
 
-/* core.unmarshal(av_map [, root]) -> native item. */
-static int l_unmarshal(lua_State *L) {
+/* Unmarshals argument 1 (an AV map, or one AV with `value`) with the root
+ * name from argument 2 and returns the native value. */
+static int s_unmarshal_entry(lua_State *L, int value) {
     struct codec_state *st;
     int st_idx;
     const char *root = luaL_optstring(L, 2, "value");
@@ -698,26 +699,17 @@ static int l_unmarshal(lua_State *L) {
     lua_settop(L, 2);
     st = codec_acquire(L, &st_idx);
     codec_walk_init(&w, L, st, st_idx, root);
-    s_unm_map(&w, 1, 0);
+    if (value) s_unm_av(&w, 1);
+    else s_unm_map(&w, 1, 0);
     codec_release(w.st);
     return 1;
 }
+
+/* core.unmarshal(av_map [, root]) -> native item. */
+static int l_unmarshal(lua_State *L) { return s_unmarshal_entry(L, 0); }
 
 /* core.unmarshal_value(av [, root]) -> native value. */
-static int l_unmarshal_value(lua_State *L) {
-    struct codec_state *st;
-    int st_idx;
-    const char *root = luaL_optstring(L, 2, "value");
-    struct codec_walk w;
-    luaL_checkany(L, 1);
-    lua_settop(L, 2);
-    st = codec_acquire(L, &st_idx);
-    codec_walk_init(&w, L, st, st_idx, root);
-    s_unm_av(&w, 1);
-    codec_release(w.st);
-    return 1;
-}
-
+static int l_unmarshal_value(lua_State *L) { return s_unmarshal_entry(L, 1); }
 
 static const luaL_Reg s_funcs[] = {
     {"decode_item", l_decode_item}, {"decode_av", l_decode_av},         {"json_decode", l_json_decode},

@@ -56,6 +56,16 @@ static int l_encode_items(lua_State *L) {
     return codec_finish_out(L, w.st);
 }
 
+/* Writes "name":AV of values[k] (values: the stack index of an array; top:
+ * the stack's height, where it is left). */
+static inline void s_put_key_member(struct codec_walk *w, dyn_slice name, int values, lua_Integer k, int top) {
+    codec_put_string(w, name.ptr, name.len);
+    codec_putc(w, ':');
+    lua_rawgeti(w->L, values, k);
+    codec_enc_av(w, top + 1, 0);
+    lua_settop(w->L, top);
+}
+
 /*
  * core.encode_keys(pk, pvals, sk, svals, i, j [, sep]) -> keys i..j as AV maps
  * joined by sep (default ","): {"pk":AV,"sk":AV} from parallel arrays of key
@@ -77,18 +87,10 @@ static int l_encode_keys(lua_State *L) {
     for (k = i; k <= j; k++) {
         if (k > i) codec_put(&w, sep.ptr, sep.len);
         codec_putc(&w, '{');
-        codec_put_string(&w, pk.ptr, pk.len);
-        codec_putc(&w, ':');
-        lua_rawgeti(L, 2, k);
-        codec_enc_av(&w, 8, 0);
-        lua_settop(L, 7);
+        s_put_key_member(&w, pk, 2, k, 7);
         if (two) {
             codec_putc(&w, ',');
-            codec_put_string(&w, sk.ptr, sk.len);
-            codec_putc(&w, ':');
-            lua_rawgeti(L, 4, k);
-            codec_enc_av(&w, 8, 0);
-            lua_settop(L, 7);
+            s_put_key_member(&w, sk, 4, k, 7);
         }
         codec_putc(&w, '}');
     }
