@@ -69,7 +69,7 @@ typedef void (*ldynamo_recycle_fn)(void *owner, struct dyn_buf *body);
  * response whose Items are read one at a time (page:next(), page:result()).
  * With owner (the stack index of a userdata, kept alive by the page; 0 for
  * none), recycle(owner, body) takes the body once the page is read to its
- * end; otherwise it is freed then.
+ * end or closed (page:close(), __close, __gc); otherwise it is freed then.
  */
 int ldynamo_push_page(lua_State *L, struct dyn_buf *body, int owner, ldynamo_recycle_fn recycle);
 

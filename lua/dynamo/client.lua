@@ -145,7 +145,10 @@ end
 -- are read one at a time: `page:next()` gives the next item (native values)
 -- or nil after the last; `page:result()` then holds the other members
 -- (LastEvaluatedKey in AttributeValue form, Count, ...). A page never holds
--- more than one decoded item, whatever the response's size. Raises as send.
+-- more than one decoded item, whatever the response's size. A page read to
+-- its end gives its memory back; `page:close()` (or `local page <close> =`)
+-- does so at once, after which `next()` gives nil and `result()` the members
+-- read before. Raises as send.
 function Client:send_page(op, body)
   return self:_send(op, body, "page")
 end

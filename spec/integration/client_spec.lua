@@ -71,27 +71,35 @@ describe("dynamo.client against dynalite", function()
     c:close()
   end)
 
-  -- A page read to its end gives its memory to the client for the next
-  -- response; one still being read keeps its own, and a page outlives its client.
-  it("reads pages interleaved, one after another and after the client is closed", function()
-    local c = helpers.client()
+  -- Writes n items under partition pk (item i padded with len0 + i copies of
+  -- a letter from `first`) and returns the Query body that reads them and a
+  -- check of items from..to of a page.
+  local function paged_items(c, pk, n, first, len0)
+    local function pad(i) return string.rep(string.char(first + i % 26), len0 + i) end
     local parts = {}
-    for i = 1, 60 do
-      parts[#parts + 1] = { PutRequest = { Item = dynamo.marshal{ pk = "pages", sk = ("%03d"):format(i),
-        pad = string.rep(string.char(97 + i % 26), 200 + i) } } }
+    for i = 1, n do
+      parts[i] = { PutRequest = { Item = dynamo.marshal{ pk = pk, sk = ("%03d"):format(i), pad = pad(i) } } }
     end
-    for i = 1, 60, 25 do
-      c:call("BatchWriteItem", { RequestItems = { [table_name] = { table.unpack(parts, i, math.min(i + 24, 60)) } } })
+    for i = 1, n, 25 do
+      c:call("BatchWriteItem", { RequestItems = { [table_name] = { table.unpack(parts, i, math.min(i + 24, n)) } } })
     end
     local body = dynamo.core.json_encode{ TableName = table_name, ConsistentRead = true,
-      KeyConditionExpression = "pk = :p", ExpressionAttributeValues = { [":p"] = { S = "pages" } } }
+      KeyConditionExpression = "pk = :p", ExpressionAttributeValues = { [":p"] = { S = pk } } }
     local function check(page, from, to)
       for i = from, to do
         local item = page:next()
         assert.equal(("%03d"):format(i), item.sk)
-        assert.equal(string.rep(string.char(97 + i % 26), 200 + i), item.pad)
+        assert.equal(pad(i), item.pad)
       end
     end
+    return body, check
+  end
+
+  -- A page read to its end gives its memory to the client for the next
+  -- response; one still being read keeps its own, and a page outlives its client.
+  it("reads pages interleaved, one after another and after the client is closed", function()
+    local c = helpers.client()
+    local body, check = paged_items(c, "pages", 60, 97, 200)
     local a = c:send_page("Query", body)
     check(a, 1, 30)
     for _ = 1, 3 do -- each read whole while `a` is half read: `a`'s text must stay intact
@@ -108,6 +116,37 @@ describe("dynamo.client against dynalite", function()
     check(last, 11, 60)
     assert.is_nil(last:next())
     assert.equal(60, last:result().Count)
+  end)
+
+  -- A closed page gives its memory to the driver at once, half read or not;
+  -- the responses that reuse it read whole.
+  it("reads whole pages after pages closed half read, by <close> and by page:close()", function()
+    local c = helpers.client()
+    local body, check = paged_items(c, "closing", 40, 65, 300)
+    for round = 1, 3 do
+      local seen
+      do
+        local page <close> = c:send_page("Query", body)
+        seen = page
+        check(page, 1, round * 5)
+      end
+      assert.equal("dynamo.page (closed)", tostring(seen))
+      assert.is_nil(seen:next())
+      local other = c:send_page("Query", body)
+      check(other, 1, 3)
+      other:close()
+      other:close()
+      assert.is_nil(other:next())
+      local whole = c:send_page("Query", body)
+      check(whole, 1, 40)
+      assert.is_nil(whole:next())
+      assert.equal(40, whole:result().Count)
+    end
+    local last = c:send_page("Query", body)
+    check(last, 1, 2)
+    c:close()
+    last:close() -- after its client: the memory is freed instead
+    assert.equal("dynamo.page (closed)", tostring(last))
   end)
 
   describe("round trips every value type losslessly", function()

@@ -136,6 +136,28 @@ describe("dynamo.client with a host transport", function()
     assert.is_true(dynamo.errors.is(err, "ResourceNotFoundException"))
   end)
 
+  it("closes a page at once, by <close> or page:close(), and goes on with the next", function()
+    local body = '{"Count":2,"Items":[{"a":{"N":"7"}},{"a":{"N":"8"}}],"ScannedCount":2}'
+    local client = client_with({ ok_response(body), ok_response(body), ok_response(body) })
+    local seen
+    do
+      local page <close> = client:send_page("Scan", '{"TableName":"t"}')
+      seen = page
+      assert.equal(7, page:next().a)
+    end
+    assert.equal("dynamo.page (closed)", tostring(seen))
+    assert.is_nil(seen:next())
+    assert.same({ Count = 2 }, seen:result()) -- what was read before the close
+    local other = client:send_page("Scan", '{"TableName":"t"}')
+    other:close()
+    assert.is_nil(other:next())
+    local whole = client:send_page("Scan", '{"TableName":"t"}')
+    assert.equal(7, whole:next().a)
+    assert.equal(8, whole:next().a)
+    assert.is_nil(whole:next())
+    assert.equal(2, whole:result().ScannedCount)
+  end)
+
   it("turns a transport that raises into a Transport error, never leaking the secret", function()
     local client = client_with({ function() error("connection reset by peer") end }, { max_attempts = 2 })
     local ok, err = pcall(client.call, client, "ListTables", {})
