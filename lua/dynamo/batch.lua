@@ -218,6 +218,31 @@ return function(h)
     return out
   end
 
+  -- Reads the keys of window positions `misses` (through the cache) into
+  -- out/flags by position, filling the cache. Returns ok, info, batch.
+  local function read_through_cache(self, tname, w, misses, m, consistent, out, flags)
+    local recs, pv, sv, ids = w.recs, w.pv, w.sv, w.ids
+    local cache = self._cache
+    local got, gflags, ok, info, b = read_keys(self, tname, w, misses, m, consistent, false)
+    for s = 1, m do
+      local i = misses[s]
+      local f = gflags[s]
+      if f == true then
+        local stored = got[s]
+        if stored[self._pk] == nil then stored[self._pk] = pv[i] end
+        if self._sk and stored[self._sk] == nil then stored[self._sk] = sv[i] end
+        cache[ids[i]] = stored
+        local item = copy(stored)
+        for k, v in next, recs[i] do if item[k] == nil then item[k] = v end end
+        out[i], flags[i] = item, true
+      elseif f == false then
+        cache[ids[i]] = false
+        flags[i] = false
+      end
+    end
+    return ok, info, b
+  end
+
   --- Iterates `record, found` over the records' items, in input order (see
   -- DynamoTable:batch_get). With `use_cache`, cached keys are not read again.
   function M.get_iter(self, records, opts, what, use_cache)
@@ -225,6 +250,9 @@ return function(h)
     local consistent = opts.consistent_read
     local next_window, streaming = windows(self, records, what, window_size(self, 100))
     local w = new_window()
+    -- by window position: out[i] the found item merged with its record,
+    -- flags[i] true (found), false (not found: its output is made when
+    -- handed out), nil (not read)
     local out, flags, pos, count = {}, {}, 0, 0
     local failure -- the error to raise once the window's read records are out
     local rc = self.record_class
@@ -235,56 +263,36 @@ return function(h)
       if n == 0 then return false end
       read = read + n
       out, flags = {}, {}
-      local recs, pv, sv, ids = w.recs, w.pv, w.sv, w.ids
-      local cache = use_cache and self._cache or nil
-      local misses, m = nil, n
-      if cache then
-        misses, m = {}, 0
+      local ok, info, b, slot_pos
+      if use_cache then
+        local cache, recs, ids = self._cache, w.recs, w.ids
+        local misses, m = {}, 0
         for i = 1, n do
           local c = cache[ids[i]]
           if c == nil then
             m = m + 1
             misses[m] = i
-          else
-            flags[i] = c ~= false
-            out[i] = c and (function()
-              local item = copy(c)
-              for k, v in next, recs[i] do if item[k] == nil then item[k] = v end end
-              return item
-            end)() or not_found_output(self, recs[i], pv[i], sv[i])
-          end
-        end
-      end
-      if m > 0 then
-        local got, gflags, ok, info, b = read_keys(self, tname, w, misses, m, consistent, cache == nil)
-        for s = 1, m do
-          local i = misses and misses[s] or s
-          local f = gflags[s]
-          if f == true then
-            local item = got[s]
-            if cache then
-              local stored = copy(item)
-              if stored[self._pk] == nil then stored[self._pk] = pv[i] end
-              if self._sk and stored[self._sk] == nil then stored[self._sk] = sv[i] end
-              cache[ids[i]] = stored
-              item = copy(stored)
-              for k, v in next, recs[i] do if item[k] == nil then item[k] = v end end
-            end
+          elseif c then
+            local item = copy(c)
+            for k, v in next, recs[i] do if item[k] == nil then item[k] = v end end
             out[i], flags[i] = item, true
-          elseif f == false then
-            if cache then cache[ids[i]] = false end
-            out[i], flags[i] = not_found_output(self, recs[i], pv[i], sv[i]), false
+          else
+            flags[i] = false
           end
         end
-        -- raised once the records read are out; an iterator is not read further
-        if not ok then failure = account(self, what, "UnprocessedKeys", b, info, w, misses, nil, read) end
-        b:free()
+        if m == 0 then return true end
+        ok, info, b = read_through_cache(self, tname, w, misses, m, consistent, out, flags)
+        slot_pos = misses
+      else
+        -- every position is a slot: the items land in out/flags merged with their records, in C
+        b = new_batch(self, "get", tname, consistent)
+        batch_add_keys(b, self._pk, w.pv, self._sk, w.sv, w.ids, 1, n)
+        ok, info = run(self, b)
+        batch_items(b, w.recs, out, flags, 1, n)
       end
-      if rc ~= nil then
-        for i = 1, n do
-          if flags[i] ~= nil then out[i] = to_output(self, out[i]) end
-        end
-      end
+      -- raised once the records read are out; an iterator is not read further
+      if not ok then failure = account(self, what, "UnprocessedKeys", b, info, w, slot_pos, nil, read) end
+      b:free()
       return true
     end
     local finished = false
@@ -294,8 +302,14 @@ return function(h)
           pos = pos + 1
           local f = flags[pos]
           if f ~= nil then
-            local r = out[pos]
-            out[pos] = nil
+            local r
+            if f then
+              r = out[pos]
+              out[pos] = nil
+            else
+              r = not_found_output(self, w.recs[pos], w.pv[pos], w.sv[pos])
+            end
+            if rc ~= nil then r = to_output(self, r) end
             return r, f
           end
         end
