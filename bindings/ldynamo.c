@@ -47,19 +47,9 @@ static int l_getpid(lua_State *L) {
     return 1;
 }
 
-/* core.new_table(narray, nhash) -> an empty table with room for that many
- * entries: the batch engine's per-window maps are filled without rehashing. */
-static int l_new_table(lua_State *L) {
-    lua_Integer na = luaL_optinteger(L, 1, 0), nh = luaL_optinteger(L, 2, 0);
-    luaL_argcheck(L, na >= 0 && na <= (1 << 26), 1, "size out of range");
-    luaL_argcheck(L, nh >= 0 && nh <= (1 << 26), 2, "size out of range");
-    lua_createtable(L, (int)na, (int)nh);
-    return 1;
-}
-
 static const luaL_Reg s_process_funcs[] = {
     {"now_ms", l_now_ms},   {"monotonic_ms", l_monotonic_ms}, {"sleep_ms", l_sleep_ms},
-    {"cpu_seconds", l_cpu_seconds}, {"getpid", l_getpid},      {"new_table", l_new_table},
+    {"cpu_seconds", l_cpu_seconds}, {"getpid", l_getpid},
     {NULL, NULL},
 };
 

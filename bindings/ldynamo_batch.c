@@ -200,11 +200,17 @@ static int l_batch_feed(lua_State *L) {
     struct dyn_call *call;
     int rc;
     lua_settop(L, 2);
-    lua_getiuservalue(L, 1, 2); /* 3 */
-    call = ldynamo_release_borrowed_call(L, 2);
-    if (!call) return luaL_argerror(L, 2, "a call of this batch expected");
-    lua_pushlightuserdata(L, call);
-    if (lua_rawget(L, 3) == LUA_TNIL) return luaL_argerror(L, 2, "a call of this batch expected");
+    lua_getiuservalue(L, 1, 2); /* 3: this batch's boxes, by call */
+    lua_pushnil(L);
+    while (lua_next(L, 3)) { /* is the box at 2 one of them? */
+        if (lua_rawequal(L, -1, 2)) break;
+        lua_pop(L, 1);
+    }
+    if (lua_gettop(L) == 3) return luaL_argerror(L, 2, "a call of this batch expected");
+    call = lua_touserdata(L, 4);
+    lua_settop(L, 3);
+    if (!dyn_call_is_done(call)) return luaL_error(L, "batch:feed: the call is not finished");
+    ldynamo_release_borrowed_call(L, 2);
     lua_pushlightuserdata(L, call);
     lua_pushnil(L);
     lua_rawset(L, 3);

@@ -3,62 +3,17 @@
  * Each call does a whole window of records at once, so a batch costs a few
  * calls from Lua instead of a few per record.
  *
- *   encode_items(list, i, j, sep [, suffix]) / encode_keys(pk, pv, sk, sv, i, j [, sep])
- *                               -> many items or keys as AV maps in one string
- *   key_id(pkv [, skv])         -> exact identity string of a key
- *   index_items(items, pk, sk, into) -> into[key_id(...)] = item
+ *   key_id(pkv [, skv])         -> exact identity string of a key (the core's dynamo/key.h layout)
  *   prepare_keys(recs, from, to, pk, sk, pv, sv, ids) -> keys a window of plain records
- *   merge_items(recs, ids, found, out, flags, from, to) -> found items merged with their records
- *   batch_put_items / batch_add_keys / batch_items -> items and keys into a core batch
- *                               (ldynamo_batch.c), found items out of it, merged
+ *   batch_put_items / batch_add_keys -> items and keys of a window into a core batch
+ *                               (ldynamo_batch.c), encoded here
+ *   batch_items                 -> the found items out of it, merged with their records
  */
 #include "ldynamo_codec.h"
 
 #include "dynamo/batch.h"
 
 /* ---- items and keys as AV maps ----------------------------------------- */
-
-/*
- * core.encode_items(list, i, j, sep [, suffix]) -> the items list[i..j], each
- * as AV map JSON, joined by sep: one call for a batch's items. `suffix` (JSON
- * members with a leading comma and the closing brace, such as
- * ',"dt_modified":{"S":"..."}}') replaces each table item's closing brace. A
- * string element is JSON already written and goes in as it is. Raises as
- * encode_item on the first bad item (callers that name records encode them
- * one by one to find it).
- */
-static int l_encode_items(lua_State *L) {
-    struct codec_state *st;
-    int st_idx;
-    struct codec_walk w;
-    lua_Integer i = luaL_checkinteger(L, 2), j = luaL_checkinteger(L, 3), k;
-    dyn_slice sep = ldynamo_checkslice(L, 4);
-    dyn_slice suffix = ldynamo_optslice(L, 5, "");
-    luaL_checktype(L, 1, LUA_TTABLE);
-    luaL_argcheck(L, suffix.len == 0 || (suffix.ptr[0] == ',' && suffix.ptr[suffix.len - 1] == '}'), 5,
-                  "a suffix starts with ',' and ends with '}'");
-    lua_settop(L, 5);
-    st = codec_acquire(L, &st_idx);
-    codec_walk_init(&w, L, st, st_idx, "item");
-    for (k = i; k <= j; k++) {
-        if (k > i) codec_put(&w, sep.ptr, sep.len);
-        if (lua_rawgeti(L, 1, k) == LUA_TSTRING) {
-            size_t n;
-            const char *text = lua_tolstring(L, 6, &n);
-            codec_put(&w, text, n);
-        } else {
-            codec_enc_item(&w, 6);
-            if (suffix.len) {
-                /* the map's closing brace gives way to the suffix ("{}" takes it without its comma) */
-                size_t at = --w.out->len;
-                if (w.out->ptr[at - 1] == '{') codec_put(&w, suffix.ptr + 1, suffix.len - 1);
-                else codec_put(&w, suffix.ptr, suffix.len);
-            }
-        }
-        lua_settop(L, 5);
-    }
-    return codec_finish_out(L, w.st);
-}
 
 /* Writes "name":AV of values[k] (values: the stack index of an array; top:
  * the stack's height, where it is left). */
@@ -68,37 +23,6 @@ static inline void s_put_key_member(struct codec_walk *w, dyn_slice name, int va
     lua_rawgeti(w->L, values, k);
     codec_enc_av(w, top + 1, 0);
     lua_settop(w->L, top);
-}
-
-/*
- * core.encode_keys(pk, pvals, sk, svals, i, j [, sep]) -> keys i..j as AV maps
- * joined by sep (default ","): {"pk":AV,"sk":AV} from parallel arrays of key
- * values (sk and svals nil for a table without a sort key). Raises as
- * encode_item on a bad value.
- */
-static int l_encode_keys(lua_State *L) {
-    struct codec_state *st;
-    int st_idx, two = !lua_isnoneornil(L, 3);
-    struct codec_walk w;
-    dyn_slice pk = ldynamo_checkslice(L, 1), sk = two ? ldynamo_checkslice(L, 3) : DYN_SLICE_EMPTY;
-    lua_Integer i = luaL_checkinteger(L, 5), j = luaL_checkinteger(L, 6), k;
-    dyn_slice sep = ldynamo_optslice(L, 7, ",");
-    luaL_checktype(L, 2, LUA_TTABLE);
-    if (two) luaL_checktype(L, 4, LUA_TTABLE);
-    lua_settop(L, 7);
-    st = codec_acquire(L, &st_idx);
-    codec_walk_init(&w, L, st, st_idx, "key");
-    for (k = i; k <= j; k++) {
-        if (k > i) codec_put(&w, sep.ptr, sep.len);
-        codec_putc(&w, '{');
-        s_put_key_member(&w, pk, 2, k, 7);
-        if (two) {
-            codec_putc(&w, ',');
-            s_put_key_member(&w, sk, 4, k, 7);
-        }
-        codec_putc(&w, '}');
-    }
-    return codec_finish_out(L, w.st);
 }
 
 /* ---- key identity ------------------------------------------------------ */
@@ -208,42 +132,6 @@ static int l_key_id(lua_State *L) {
 /* ---- windows of records -------------------------------------------------- */
 
 /*
- * core.index_items(items, pk, sk, into) -> n: into[key_id(item[pk], item[sk])]
- * = item for each item of the array (sk nil for a table without a sort key).
- * Raises when an item lacks a key attribute.
- */
-static int l_index_items(lua_State *L) {
-    const struct codec_state *st = codec_shared(L);
-    lua_Integer i, n;
-    int two;
-    luaL_checktype(L, 1, LUA_TTABLE);
-    luaL_checkstring(L, 2);
-    two = !lua_isnoneornil(L, 3);
-    if (two) luaL_checkstring(L, 3);
-    luaL_checktype(L, 4, LUA_TTABLE);
-    lua_settop(L, 4);
-    n = (lua_Integer)lua_rawlen(L, 1);
-    for (i = 1; i <= n; i++) {
-        lua_rawgeti(L, 1, i); /* 5: the item */
-        if (lua_type(L, 5) != LUA_TTABLE) return luaL_error(L, "index_items: item %I is not a table", (LUAI_UACINT)i);
-        lua_pushvalue(L, 2);
-        lua_rawget(L, 5); /* 6 */
-        if (two) {
-            lua_pushvalue(L, 3);
-            lua_rawget(L, 5); /* 7 */
-        }
-        if (!s_push_key_id(L, st, 6, two ? 7 : 0))
-            return luaL_error(L, "index_items: item %I has no valid key attribute %s", (LUAI_UACINT)i,
-                              lua_tostring(L, two && !lua_isnil(L, 6) ? 3 : 2));
-        lua_pushvalue(L, 5);
-        lua_rawset(L, 4);
-        lua_settop(L, 4);
-    }
-    lua_pushinteger(L, n);
-    return 1;
-}
-
-/*
  * core.prepare_keys(recs, from, to, pk, sk, pv, sv, ids) -> i: for each
  * record recs[from..to] that is a table whose pk (and sk, when given) value is
  * a string, pv[i], sv[i], ids[i] = that value, the sort value, key_id of both.
@@ -273,43 +161,6 @@ static int l_prepare_keys(lua_State *L) {
         lua_rawseti(L, 7, i);
         lua_rawseti(L, 6, i);
         lua_settop(L, 8);
-    }
-    lua_pushinteger(L, i);
-    return 1;
-}
-
-/*
- * core.merge_items(recs, ids, found, out, flags, from, to) -> i: for each
- * record recs[from..to] whose item found[ids[i]] exists, copies into the item
- * every field of the record it lacks, then out[i], flags[i] = item, true.
- * Stops at the first record without an item and returns its index (to + 1
- * when none): the caller makes that one's output itself.
- */
-static int l_merge_items(lua_State *L) {
-    lua_Integer i = luaL_checkinteger(L, 6), to = luaL_checkinteger(L, 7);
-    int k;
-    for (k = 1; k <= 5; k++) luaL_checktype(L, k, LUA_TTABLE);
-    lua_settop(L, 7);
-    for (; i <= to; i++) {
-        lua_rawgeti(L, 2, i); /* 8: the id */
-        if (lua_rawget(L, 3) != LUA_TTABLE) break; /* 8: the item */
-        if (lua_rawgeti(L, 1, i) != LUA_TTABLE) break; /* 9: the record */
-        lua_pushnil(L);
-        while (lua_next(L, 9)) { /* 10: key, 11: value */
-            lua_pushvalue(L, 10);
-            if (lua_rawget(L, 8) == LUA_TNIL) { /* 12 */
-                lua_pop(L, 1);
-                lua_pushvalue(L, 10);
-                lua_insert(L, -2); /* key, key, value */
-                lua_rawset(L, 8);
-            } else {
-                lua_pop(L, 2);
-            }
-        }
-        lua_pop(L, 1);
-        lua_rawseti(L, 4, i);
-        lua_pushboolean(L, 1);
-        lua_rawseti(L, 5, i);
     }
     lua_pushinteger(L, i);
     return 1;
@@ -401,18 +252,10 @@ static int l_batch_add_keys(lua_State *L) {
         int rc;
         dyn_buf_reset(w.out);
         codec_putc(&w, '{');
-        codec_put_string(&w, pk.ptr, pk.len);
-        codec_putc(&w, ':');
-        lua_rawgeti(L, 3, k);
-        codec_enc_av(&w, 9, 0);
-        lua_settop(L, 8);
+        s_put_key_member(&w, pk, 3, k, 8);
         if (two) {
             codec_putc(&w, ',');
-            codec_put_string(&w, sk.ptr, sk.len);
-            codec_putc(&w, ':');
-            lua_rawgeti(L, 5, k);
-            codec_enc_av(&w, 9, 0);
-            lua_settop(L, 8);
+            s_put_key_member(&w, sk, 5, k, 8);
         }
         codec_putc(&w, '}');
         if (lua_rawgeti(L, 6, k) != LUA_TSTRING) luaL_error(L, "batch_add_keys: ids[%I] is not a string", k); /* 9 */
@@ -487,9 +330,11 @@ static int l_batch_items(lua_State *L) {
 }
 
 static const luaL_Reg s_funcs[] = {
-    {"encode_items", l_encode_items}, {"encode_keys", l_encode_keys},   {"key_id", l_key_id},
-    {"index_items", l_index_items},   {"prepare_keys", l_prepare_keys}, {"merge_items", l_merge_items},
-    {"batch_put_items", l_batch_put_items}, {"batch_add_keys", l_batch_add_keys}, {"batch_items", l_batch_items},
+    {"key_id", l_key_id},
+    {"prepare_keys", l_prepare_keys},
+    {"batch_put_items", l_batch_put_items},
+    {"batch_add_keys", l_batch_add_keys},
+    {"batch_items", l_batch_items},
     {NULL, NULL},
 };
 

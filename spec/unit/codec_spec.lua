@@ -714,7 +714,7 @@ describe("dynamo.core codec", function()
   end)
 
   describe("batch helpers", function()
-    local key_id, index_items, encode_items = core.key_id, core.index_items, core.encode_items
+    local key_id = core.key_id
 
     it("key_id is equal exactly when DynamoDB sees the same key", function()
       assert.equal(key_id(1), key_id(1.0))
@@ -763,60 +763,6 @@ describe("dynamo.core codec", function()
       assert.equal(1, prepare_keys({}, 1, 0, "pk", "sk", pv, sv, ids)) -- nothing to do: to + 1
     end)
 
-    it("merge_items gives each record its item with the record's missing fields, and stops at one without", function()
-      local merge_items = core.merge_items
-      local recs = { { pk = "a", x = 1, y = "rec" }, { pk = "b" }, { pk = "c", z = 3 } }
-      local ids = { key_id("a"), key_id("b"), key_id("c") }
-      local item_a, item_c = { pk = "a", y = "item" }, { pk = "c" }
-      local found = { [ids[1]] = item_a, [ids[3]] = item_c }
-      local out, flags = {}, {}
-      assert.equal(2, merge_items(recs, ids, found, out, flags, 1, 3))
-      assert.equal(item_a, out[1])
-      assert.same({ pk = "a", x = 1, y = "item" }, item_a) -- the item's own value wins
-      assert.is_true(flags[1])
-      assert.is_nil(out[2])
-      assert.equal(4, merge_items(recs, ids, found, out, flags, 3, 3))
-      assert.same({ pk = "c", z = 3 }, out[3])
-      assert.is_true(flags[3])
-      assert.equal(5, merge_items(recs, ids, found, out, flags, 5, 4))
-    end)
-
-    it("index_items maps each item by its key identity", function()
-      local items = { { pk = "a", sk = 1, v = 1 }, { pk = "a", sk = 2.0, v = 2 }, { pk = binary("b"), sk = 1, v = 3 } }
-      local into = {}
-      assert.equal(3, index_items(items, "pk", "sk", into))
-      assert.equal(items[1], into[key_id("a", 1)])
-      assert.equal(items[2], into[key_id("a", number("2"))])
-      assert.equal(items[3], into[key_id(binary("b"), 1)])
-      local single = {}
-      assert.equal(1, index_items({ { id = 7 } }, "id", nil, single))
-      assert.equal(7, single[key_id(7)].id)
-      assert.has_error(function() index_items({ { pk = "a" } }, "pk", "sk", {}) end,
-        "index_items: item 1 has no valid key attribute sk")
-      assert.has_error(function() index_items({ { sk = "a" } }, "pk", "sk", {}) end,
-        "index_items: item 1 has no valid key attribute pk")
-    end)
-
-    it("new_table makes an empty table of any size, and refuses absurd ones", function()
-      local t = core.new_table(4, 100)
-      assert.is_nil(next(t))
-      assert.equal(0, #t)
-      t[1], t.x = "a", "b"
-      assert.same({ "a", x = "b" }, t)
-      assert.is_nil(next(core.new_table()))
-      assert.has_error(function() core.new_table(-1, 0) end)
-      assert.has_error(function() core.new_table(0, 1 << 40) end)
-    end)
-
-    it("encode_items joins items as AttributeValue maps", function()
-      local list = { { a = 1 }, { b = "x", c = { 1, 2 } }, { d = NULL } }
-      assert.equal(encode_item(list[1]) .. "|" .. encode_item(list[2]) .. "|" .. encode_item(list[3]),
-        encode_items(list, 1, 3, "|"))
-      assert.equal(encode_item(list[2]), encode_items(list, 2, 2, ","))
-      assert.equal("", encode_items(list, 3, 2, ","))
-      assert.matches("NaN", err_of(encode_items, { { a = 1 }, { b = 0 / 0 } }, 1, 2, ","))
-      assert.has_error(function() encode_items(list, 1, 4, ",") end)
-    end)
   end)
 
   describe("member names", function()
