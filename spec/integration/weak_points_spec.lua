@@ -92,7 +92,9 @@ describe("DynamoTable fixes the reference's weak points (dynalite)", function()
       end
       return 200, {}, forward(op, request.body)
     end
+    -- the transport blocks, so the blocking sleep is the right one for it
     return dynamo.client{ endpoint = real.endpoint, region = "us-east-1", transport = transport,
+                          sleep = dynamo.core.sleep_ms,
                           credentials = { access_key_id = "spec", secret_access_key = "spec-secret" } }, state
   end
 
