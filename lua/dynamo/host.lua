@@ -98,48 +98,55 @@ end
 -- State shared by the workers of one run (`run`):
 --   op, h, limit      the op, the host, calls in flight at most
 --   in_flight         calls taken from the op and not yet handed back
---   wakes             deadline (monotonic ms) -> sleepers due then
+--   sleepers          set of { at = monotonic ms, depth = n }: workers asleep on an op's wait
 --   err               the first error raised in a worker (kept as raised)
 --
 -- A worker is a light thread that holds at most one call. Whenever it is
 -- free it takes work while slots are free: the first call for itself, each
 -- further one for a new worker it spawns, so one hand-back that unblocks many
--- calls fills every free slot at once. When the op says "wait", one worker
--- sleeps until the earliest deadline and asks again (a later deadline needs
--- no sleeper of its own); "idle" and "done" end the worker, since whoever
--- hands back the next call asks again. Each worker joins the workers it
--- spawned before it ends (OpenResty lets only a thread's parent wait for it),
--- and host.run's caller, itself the first worker, joins its own.
+-- calls fills every free slot at once. "idle" and "done" end the worker,
+-- since whoever hands back the next call asks again. On "wait" a worker
+-- sleeps and asks again, unless a sleeper no deeper in the tree of threads
+-- wakes by then. Each worker joins the workers it spawned before it ends
+-- (OpenResty lets only a thread's parent wait for it) and host.run's caller,
+-- itself the first worker (depth 0), joins its own; so that a long run with
+-- many rounds of waits does not grow a chain of threads each waiting for
+-- its child, the shallowest worker is the one that stays on across a wait.
 
 local function record_error(run, e)
+  if e == nil then e = "dynamo.host: a worker raised an error with no value" end
   if run.err == nil then run.err = e end
 end
 
-local function add_wake(run, at)
-  run.wakes[at] = (run.wakes[at] or 0) + 1
-end
-
-local function remove_wake(run, at)
-  local n = run.wakes[at] - 1
-  run.wakes[at] = n > 0 and n or nil
-end
-
--- True when a new sleeper is needed for a wait of ms (no sleeper wakes by
--- then); registers its deadline, returned second.
-local function claim_wait(run, ms)
+-- A sleeper record for a worker at `depth` that heard "wait", ms, or nil
+-- when a sleeper no deeper wakes by then. A deeper sleeper due sooner is
+-- joined: this one wakes with it and takes over.
+local function claim_wait(run, depth, ms)
   local at = monotonic_ms() + ms
-  for t in next, run.wakes do
-    if t <= at then return false end
+  for s in next, run.sleepers do
+    if s.depth <= depth and s.at <= at then return nil end
   end
-  add_wake(run, at)
-  return true, at
+  for s in next, run.sleepers do
+    if s.at < at then at = s.at end
+  end
+  local s = { at = at, depth = depth }
+  run.sleepers[s] = true
+  return s
+end
+
+-- After a sleep: true when a shallower sleeper is due as soon (it will ask).
+local function outranked(run, s)
+  for o in next, run.sleepers do
+    if o.depth < s.depth and o.at <= s.at then return true end
+  end
+  return false
 end
 
 local spawn_worker
 
--- Takes work from the op while slots are free. Returns the call this worker
--- runs next, or nil and a deadline this worker sleeps until, or nothing.
-local function take(run, children)
+-- Takes work from the op while slots are free, for worker `w`. Returns the
+-- call w runs next, or nil and the sleeper record w sleeps on, or nothing.
+local function take(run, w)
   local op, mine = run.op, nil
   while run.in_flight < run.limit and run.err == nil do
     local kind, arg = op:next()
@@ -148,16 +155,17 @@ local function take(run, children)
       if mine == nil then
         mine = arg
       else
-        spawn_worker(run, children, arg, nil)
+        spawn_worker(run, w, arg, nil)
       end
     elseif kind == "wait" then
       if type(arg) ~= "number" or arg < 0 then
         error("dynamo.host: op:next returned \"wait\" with " .. tostring(arg) .. " (milliseconds expected)", 0)
       end
-      local needed, at = claim_wait(run, arg)
-      if needed then
-        if mine == nil then return nil, at end
-        spawn_worker(run, children, nil, at)
+      -- w sleeps itself, or with a call in hand spawns a sleeper
+      local s = claim_wait(run, mine == nil and w.depth or w.depth + 1, arg)
+      if s then
+        if mine == nil then return nil, s end
+        spawn_worker(run, w, nil, s)
       end
       return mine
     elseif kind == "idle" or kind == "done" then
@@ -169,18 +177,21 @@ local function take(run, children)
   return mine
 end
 
--- The worker's loop: run the call in hand (or sleep until the deadline in
+-- Worker w's loop: run the call in hand (or sleep on the sleeper record in
 -- hand), hand it back, take more work; end when there is none for it.
-local function work(run, children, call, wake_at)
+local function work(run, w, call, sleeper)
   local h = run.h
   while true do
-    if wake_at then
-      local ms = wake_at - monotonic_ms()
-      local ok, e = true, nil
-      if ms > 0 then ok, e = pcall(h.sleep, math_ceil(ms)) end -- whole ms, as a call's waits are
-      remove_wake(run, wake_at)
-      wake_at = nil
+    if sleeper then
+      -- whole ms, as a call's waits are, and at least one even when the
+      -- deadline has passed: a worker that heard "wait" yields before it
+      -- asks again, so the threads it waits for get to run
+      local ms = sleeper.at - monotonic_ms()
+      local ok, e = pcall(h.sleep, ms > 1 and math_ceil(ms) or 1)
+      run.sleepers[sleeper] = nil
       if not ok then error(e, 0) end
+      if outranked(run, sleeper) then return end
+      sleeper = nil
     elseif call then
       local finished = run_call(h, call, run)
       run.in_flight = run.in_flight - 1
@@ -189,32 +200,58 @@ local function work(run, children, call, wake_at)
       call = nil
     end
     if run.err ~= nil then return end
-    call, wake_at = take(run, children)
-    if call == nil and wake_at == nil then return end
+    call, sleeper = take(run, w)
+    if call == nil and sleeper == nil then return end
   end
 end
 
--- Runs one worker in the calling thread: its loop, then the joins of the
--- workers it spawned. Errors are recorded, never raised.
-local function worker(run, call, wake_at)
-  local children = {}
-  local ok, e = pcall(work, run, children, call, wake_at)
+-- Joins one child thread, recording (not raising) what join raises.
+local function join_child(run, child)
+  local ok, e = pcall(run.h.join, child.handle)
   if not ok then record_error(run, e) end
+end
+
+-- Joins w's children that have ended (a join that does not wait) and keeps
+-- the others: a host may keep an ended thread until it is joined (OpenResty
+-- does), and a long run spawns many.
+local function reap(run, w)
+  local children, kept = w.children, 0
   for i = 1, #children do
-    local joined, je = pcall(run.h.join, children[i])
-    if not joined then record_error(run, je) end
+    local child = children[i]
+    children[i] = nil
+    if child.ended then
+      join_child(run, child)
+    else
+      kept = kept + 1
+      children[kept] = child
+    end
   end
 end
 
-spawn_worker = function(run, children, call, wake_at)
-  local ok, handle = pcall(run.h.spawn, function() worker(run, call, wake_at) end)
+-- Runs worker w in the calling thread: its loop, then the joins of the
+-- workers it spawned, ended ones first. Errors are recorded, never raised.
+-- w.ended tells w's parent that a join will not wait.
+local function worker(run, w, call, sleeper)
+  local ok, e = pcall(work, run, w, call, sleeper)
+  if not ok then record_error(run, e) end
+  reap(run, w)
+  for i = 1, #w.children do join_child(run, w.children[i]) end
+  w.ended = true
+end
+
+spawn_worker = function(run, parent, call, sleeper)
+  reap(run, parent)
+  local w = { depth = parent.depth + 1, children = {}, ended = false, handle = nil }
+  local ok, handle = pcall(run.h.spawn, function() worker(run, w, call, sleeper) end)
   if not ok then
     -- the thread never started: its call will not be handed back
     if call then run.in_flight = run.in_flight - 1 end
-    if wake_at then remove_wake(run, wake_at) end
+    if sleeper then run.sleepers[sleeper] = nil end
     error(handle, 0)
   end
-  children[#children + 1] = handle
+  w.handle = handle
+  local children = parent.children
+  children[#children + 1] = w
 end
 
 --- Runs `op` to its end through the host `h` (see the module description):
@@ -230,8 +267,8 @@ function host.run(op, h)
     limit = h.concurrency or 1
     if type(limit) ~= "number" or limit < 1 then error("dynamo.host: concurrency must be a positive integer", 2) end
   end
-  local run = { op = op, h = h, limit = limit, in_flight = 0, wakes = {}, err = nil }
-  worker(run, nil, nil)
+  local run = { op = op, h = h, limit = limit, in_flight = 0, sleepers = {}, err = nil }
+  worker(run, { depth = 0, children = {} }, nil, nil)
   if run.err == nil then
     -- every worker has ended, so nothing is in flight and no one sleeps:
     -- an op that is not done now would never be

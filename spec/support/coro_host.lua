@@ -9,7 +9,11 @@
 --   sched:run(function() ... client:send_many(requests) ... end)
 --
 -- `new{ eager = true }` starts a spawned thread at once, as ngx.thread.spawn
--- does; otherwise it starts at the loop's next turn, as cqueues does.
+-- does; otherwise it starts at the loop's next turn, as cqueues does. As with
+-- ngx.thread.wait, only the thread that spawned a thread may join it.
+-- `stats.alive` counts threads running (`max_alive`: the most at once),
+-- `unjoined` those spawned and not joined yet, `zombies` those of them that
+-- have ended (`max_zombies`: the most at once).
 local socket = require("socket")
 
 local coroutine, table, math, setmetatable, error, tostring, type = coroutine, table, math, setmetatable, error, tostring, type
@@ -35,7 +39,7 @@ function M.new(opts)
     by_co = {},       -- coroutine -> thread
     pool = {},        -- "host:port" -> idle connections
     failures = {},    -- errors raised by threads
-    stats = { connections = 0, threads = 0 },
+    stats = { connections = 0, threads = 0, alive = 0, max_alive = 0, unjoined = 0, zombies = 0, max_zombies = 0 },
   }, Sched)
 end
 
@@ -43,13 +47,24 @@ end
 
 local function finish(self, t, ok, err)
   t.done = true
+  self.stats.alive = self.stats.alive - 1
+  if not t.joined then
+    local st = self.stats
+    st.zombies = st.zombies + 1
+    if st.zombies > st.max_zombies then st.max_zombies = st.zombies end
+  end
   self.by_co[t.co] = nil
   if not ok then self.failures[#self.failures + 1] = err end
   for i = 1, #t.joiners do self:wake(t.joiners[i]) end
   t.joiners = nil
 end
 
+-- A thread that runs on without parking (a driver that never yields) would
+-- hang the spec; past this many million instructions in one turn it fails.
+local SPIN_LIMIT = 500
+
 function Sched:resume(t, ...)
+  t.spin = 0
   local ok, v = coroutine.resume(t.co, ...)
   if coroutine.status(t.co) == "dead" then
     -- a string error gets the thread's traceback; any other value stays as raised
@@ -76,16 +91,30 @@ function Sched:park()
 end
 
 function Sched:spawn(fn)
-  local t = { co = coroutine.create(fn), done = false, joiners = {} }
+  local t = { co = coroutine.create(fn), done = false, joiners = {}, joined = false,
+              parent = self.by_co[coroutine.running()], spin = 0 }
+  debug.sethook(t.co, function()
+    t.spin = t.spin + 1
+    if t.spin > SPIN_LIMIT then error("coro_host: a thread runs on without yielding (a spin?)") end
+  end, "", 1000000)
   self.by_co[t.co] = t
-  self.stats.threads = self.stats.threads + 1
+  local st = self.stats
+  st.threads, st.alive, st.unjoined = st.threads + 1, st.alive + 1, st.unjoined + 1
+  if st.alive > st.max_alive then st.max_alive = st.alive end
   if self.eager then self:resume(t) else self:wake(t) end
   return t
 end
 
 function Sched:join(t)
+  local me = self:current()
+  if t.parent ~= me then error("coro_host: only the thread that spawned a thread may join it", 2) end
+  if not t.joined then
+    t.joined = true
+    self.stats.unjoined = self.stats.unjoined - 1
+    if t.done then self.stats.zombies = self.stats.zombies - 1 end
+  end
   if t.done then return end
-  t.joiners[#t.joiners + 1] = self:current()
+  t.joiners[#t.joiners + 1] = me
   self:park()
 end
 
@@ -157,6 +186,8 @@ function Sched:run(fn, ...)
   local args = table.pack(...)
   local out
   local main = self:spawn(function() out = table.pack(fn(table.unpack(args, 1, args.n))) end)
+  main.joined = true -- the loop itself waits for it
+  self.stats.unjoined = self.stats.unjoined - 1
   while not main.done do
     if not self:step() then error("coro_host: deadlock: the main thread waits for something that never comes") end
     if #self.failures > 0 then error(self.failures[1], 0) end

@@ -386,6 +386,35 @@ describe("dynamo.host.run", function()
     for i = 1, 10 do assert.equal(i, done[i].i) end
   end)
 
+  for _, eager in ipairs{ false, true } do
+    it("joins every thread from the thread that spawned it and keeps few threads over many rounds of waits"
+       .. (eager and " (eager spawn)" or ""), function()
+      local s = coro_host.new{ eager = eager }
+      local client, probe = threaded_client(s, { client = { concurrency = 4 } })
+      local woke = 0
+      local h = setmetatable({ sleep = function(ms) s:sleep(ms); woke = woke + 1 end }, { __index = client.host })
+      -- rounds of four calls, each followed by a wait until a sleeper has woken
+      local given = 0
+      local op, done = hooked_op(client, 40, {
+        next = function(self, inner)
+          if given >= 4 * (woke + 1) then return "wait", 1 end
+          local kind, call = inner(self)
+          if kind == "call" then given = given + 1 end
+          return kind, call
+        end,
+      })
+      s:run(function() host.run(op, h) end)
+      for i = 1, 40 do assert.equal(i, done[i].i) end
+      assert.equal(4, probe.max)
+      assert.is_true(woke >= 9)
+      assert.equal(0, s.stats.unjoined)
+      -- the shallowest worker stays on across each wait: no chain of threads
+      -- waiting for their children grows round after round
+      assert.is_true(s.stats.max_alive <= 5, "threads alive at once: " .. s.stats.max_alive)
+      assert.is_true(s.stats.max_zombies <= 4, "ended threads not joined: " .. s.stats.max_zombies)
+    end)
+  end
+
   it("raises instead of hanging when the op is idle with nothing in flight", function()
     local s = coro_host.new()
     local client = threaded_client(s)
