@@ -7,18 +7,19 @@
 --   local out = client:call("DescribeTable", { TableName = "users" })
 --
 -- With `transport = function(request) return status, headers, body end` the
--- client drives the same state machine from Lua instead of libcurl (the host
--- driver): the function may yield its coroutine, so an event loop can serve
--- other requests meanwhile. `sleep = function(ms) end` replaces the blocking
--- sleep used between retries.
+-- client drives the same state machines from Lua instead of libcurl (the host
+-- driver, dynamo.host): the function may yield its coroutine, so an event loop
+-- can serve other requests meanwhile. `sleep = function(ms) end` (required
+-- with a transport) replaces the blocking sleep between retries; `spawn` and
+-- `join` (light threads) let up to `concurrency` requests be in flight.
 -- @module dynamo.client
 local core = require("dynamo.core")
 local errors = require("dynamo.errors")
 local config = require("dynamo.config")
+local host = require("dynamo.host")
 
 local json_encode = core.json_encode
-local now_ms = core.now_ms
-local type, pcall, tostring, setmetatable, next = type, pcall, tostring, setmetatable, next
+local type, pcall, tostring, setmetatable, next, ipairs = type, pcall, tostring, setmetatable, next, ipairs
 
 local Client = {}
 Client.__index = Client
@@ -39,10 +40,38 @@ local function validation_error(message)
   return errors.new("Validation", message, { retryable = false })
 end
 
+-- The host driver's settings (dynamo.host), checked: nil without a transport.
+local function host_options(opts, self)
+  local transport, sleep, spawn, join = opts.transport, opts.sleep, opts.spawn, opts.join
+  for _, name in ipairs{ "transport", "sleep", "spawn", "join" } do
+    if opts[name] ~= nil and type(opts[name]) ~= "function" then
+      error(("dynamo.client: '%s' must be a function, got %s"):format(name, type(opts[name])), 3)
+    end
+  end
+  if (spawn == nil) ~= (join == nil) then
+    error("dynamo.client: 'spawn' and 'join' go together (spawn(fn) -> handle starts a light thread, "
+      .. "join(handle) waits for its end)", 3)
+  end
+  if transport == nil then
+    if spawn then error("dynamo.client: 'spawn' and 'join' need a 'transport' (libcurl runs its own requests)", 3) end
+    return nil
+  end
+  if sleep == nil then
+    error("dynamo.client: a 'transport' needs 'sleep = function(ms)' too: the default sleep blocks the thread, "
+      .. "and with it the host's event loop", 3)
+  end
+  return {
+    transport = transport, sleep = sleep, spawn = spawn, join = join,
+    concurrency = spawn and self.concurrency or 1,
+    timeout_ms = self.timeout_ms, connect_timeout_ms = self.connect_timeout_ms,
+    stats = { requests = 0, retries = 0 },
+  }
+end
+
 --- Creates a client. Every field is optional; see the module description.
 -- @tparam[opt] table opts region, endpoint, credentials = {access_key_id,
 --   secret_access_key, session_token}, profile, concurrency, max_attempts,
---   timeout_ms, connect_timeout_ms, transport, sleep, seed
+--   timeout_ms, connect_timeout_ms, transport, sleep, spawn, join, seed
 function Client.new(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("dynamo.client: options must be a table", 2) end
@@ -74,58 +103,36 @@ function Client.new(opts)
   if type(creds.access_key_id) ~= "string" or type(creds.secret_access_key) ~= "string" then
     error(errors.new("Configuration", "credentials need access_key_id and secret_access_key strings"), 2)
   end
-  if opts.transport ~= nil and type(opts.transport) ~= "function" then
-    error("dynamo.client: 'transport' must be a function(request) -> status, headers, body", 2)
-  end
   local self = setmetatable({
     region = region,
     endpoint = endpoint,
     concurrency = check_positive_integer(opts, "concurrency"),
     max_attempts = check_positive_integer(opts, "max_attempts"),
     timeout_ms = check_positive_integer(opts, "timeout_ms"),
-    transport = opts.transport,
-    sleep = opts.sleep or core.sleep_ms,
+    connect_timeout_ms = check_positive_integer(opts, "connect_timeout_ms"),
   }, Client)
+  -- host: the host driver's settings, or nil for libcurl
+  self.host = host_options(opts, self)
+  self.transport = opts.transport
+  self.sleep = opts.sleep or core.sleep_ms -- also the table manager's default
   self.handle = core.client_new{
     endpoint = endpoint, region = region,
     access_key = creds.access_key_id, secret_key = creds.secret_access_key, session_token = creds.session_token,
     max_attempts = self.max_attempts, timeout_ms = self.timeout_ms,
-    connect_timeout_ms = check_positive_integer(opts, "connect_timeout_ms"),
+    connect_timeout_ms = self.connect_timeout_ms,
     concurrency = self.concurrency, seed = opts.seed,
   }
   return self
-end
-
--- Runs one call through the host transport: the sans-IO state machine in C
--- decides what to send and when to wait; this loop only does the I/O.
-local function host_call(self, op, body, decode)
-  local call = self.handle:prepare(op, body)
-  local transport, sleep = self.transport, self.sleep
-  while true do
-    local kind, arg = call:next(now_ms())
-    if kind == "send" then
-      local ok, status, headers, rbody = pcall(transport, arg)
-      if not ok then
-        call:fail("transport", tostring(status))
-      elseif type(status) ~= "number" then
-        call:fail("transport", tostring(headers or "transport returned no status"))
-      else
-        call:feed(status, headers or {}, rbody or "")
-      end
-    elseif kind == "wait" then
-      sleep(arg)
-    else
-      return call:result(decode)
-    end
-  end
 end
 
 -- One operation through the host transport or libcurl; `decode` as the
 -- core's call takes it (false, true or "page"). Raises DynamoTableError.
 function Client:_send(op, body, decode)
   local out, msg, info
-  if self.transport then
-    out, msg, info = host_call(self, op, body, decode)
+  if self.host then
+    -- the sans-IO state machine in C decides what to send and when to wait;
+    -- the host driver only does the I/O
+    out, msg, info = host.call(self.handle:prepare(op, body), self.host):result(decode)
   else
     out, msg, info = self.handle:call(op, body, decode)
   end
@@ -153,15 +160,40 @@ function Client:send_page(op, body)
   return self:_send(op, body, "page")
 end
 
+-- The prepared calls of send_many's requests; raises as call_many does on a
+-- malformed request, before anything is sent.
+local function prepare_all(handle, requests, method)
+  if type(requests) ~= "table" then
+    error(("bad argument #1 to '%s' (table of {operation, body} expected)"):format(method), 3)
+  end
+  local calls = {}
+  for i = 1, #requests do
+    local r = requests[i]
+    local op, body = type(r) == "table" and r[1], type(r) == "table" and r[2]
+    if type(op) ~= "string" or not (body == nil or type(body) == "string") then
+      error(("bad request #%d to '%s' ({operation, body} expected)"):format(i, method), 3)
+    end
+    local ok, call = pcall(handle.prepare, handle, op, body)
+    if not ok then
+      -- "bad argument #2 to '?' (why)": keep the why, name the request
+      local why = tostring(call)
+      error(("bad request #%d to '%s' (%s)"):format(i, method, why:match("^bad argument #%d+ to '[^']*' %((.*)%)$") or why), 3)
+    end
+    calls[i] = call
+  end
+  return calls
+end
+
 -- Many operations at once, decoded as `decode` says (see _send); a failed one
 -- is a DynamoTableError object in its slot (nothing raises, so no result is lost).
-local function send_all(self, requests, decode)
-  if self.transport then
+local function send_all(self, requests, decode, method)
+  if self.host then
     local out = {}
-    for i, r in ipairs(requests) do
-      local ok, res = pcall(self._send, self, r[1], r[2], decode)
-      out[i] = ok and res or (errors.is(res) and res or errors.new("Transport", tostring(res)))
-    end
+    local op = host.list_op(prepare_all(self.handle, requests, method), function(i, call)
+      local res, msg, info = call:result(decode)
+      out[i] = res or errors.from_core(info, msg)
+    end)
+    host.run(op, self.host)
     return out
   end
   -- decoded in C straight from the response buffers
@@ -177,58 +209,13 @@ end
 -- object in its slot (nothing raises, so no result is lost).
 -- @tparam table requests array of { op, body_json }
 function Client:send_many(requests, unmarshal)
-  return send_all(self, requests, unmarshal and true or false)
+  return send_all(self, requests, unmarshal and true or false, "send_many")
 end
 
 --- As send_many for Query or Scan requests, whose responses come back as
 -- pages (see send_page).
 function Client:send_pages(requests)
-  return send_all(self, requests, "page")
-end
-
--- Runs an op of the core (a dynamo.Batch) through the host transport, one
--- call at a time: each call the op hands out is driven like a single call.
-local function host_run_op(self, op)
-  local waited = 0
-  while true do
-    local kind, arg = op:next(waited)
-    waited = 0
-    if kind == "call" then
-      local call = arg
-      local transport, sleep = self.transport, self.sleep
-      while true do
-        local ckind, carg = call:next(now_ms())
-        if ckind == "send" then
-          local ok, status, headers, rbody = pcall(transport, carg)
-          if not ok then
-            call:fail("transport", tostring(status))
-          elseif type(status) ~= "number" then
-            call:fail("transport", tostring(headers or "transport returned no status"))
-          else
-            call:feed(status, headers or {}, rbody or "")
-          end
-        elseif ckind == "wait" then
-          sleep(carg)
-        else
-          break
-        end
-      end
-      op:feed(call)
-    elseif kind == "wait" then
-      self.sleep(arg)
-      waited = arg
-    else
-      return
-    end
-  end
-end
-
---- Runs an op of the core (a batch: see dynamo.batch) with this client's
--- driver: libcurl with up to `concurrency` requests in flight, or the host
--- transport.
-function Client:run_op(op)
-  if self.transport then return host_run_op(self, op) end
-  return op:run()
+  return send_all(self, requests, "page", "send_pages")
 end
 
 --- Sends any DynamoDB operation. `params` is the request as plain Lua tables,
@@ -253,10 +240,32 @@ function Client:set_credentials(creds)
   self.handle:set_credentials(creds.access_key_id, creds.secret_access_key, creds.session_token)
 end
 
+--- Runs an operation made of many calls (the Lua side of dynamo/op.h: a
+-- batch engine op, for instance) to its end, up to `concurrency` calls in
+-- flight: with libcurl by `op:run()`, through a host transport by
+-- dynamo.host.run (op:next and op:feed). Returns the op, whose results the
+-- op's own methods give.
+function Client:run_op(op)
+  if self.host then
+    host.run(op, self.host)
+  else
+    op:run()
+  end
+  return op
+end
+
 --- { requests = n, connections = n, retries = n, waits = n } since the client
 -- was made; `waits`: times the curl driver slept for answers (with every call
 -- of a batch in flight it sleeps once for the newest, not once per answer).
-function Client:stats() return self.handle:stats() end
+-- With a host transport, requests and retries count its requests too
+-- (connections and waits are the host's business).
+function Client:stats()
+  local s = self.handle:stats()
+  if self.host then
+    for k, v in next, self.host.stats do s[k] = (s[k] or 0) + v end
+  end
+  return s
+end
 
 --- Releases the connections; later calls raise.
 function Client:close() self.handle:close() end

@@ -95,7 +95,7 @@ describe("DynamoTable fixes the reference's weak points (dynalite)", function()
     opts = opts or {}
     return dynamo.client{ endpoint = real.endpoint, region = "us-east-1", transport = transport,
                           credentials = { access_key_id = "spec", secret_access_key = "spec-secret" },
-                          sleep = opts.sleep or function() end, max_attempts = opts.max_attempts }, state
+                          sleep = opts.sleep or dynamo.core.sleep_ms, max_attempts = opts.max_attempts }, state
   end
 
   it("W1/W2: retries unprocessed batch items and keys until nothing is lost", function()
