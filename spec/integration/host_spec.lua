@@ -215,4 +215,57 @@ describe("dynamo.host against dynalite", function()
     end)
     s:close()
   end)
+
+  it("batches retry through the host's sleep behind faults, many in flight, never the blocking sleep", function()
+    local proxy = helpers.fault_proxy{ rate = 0.3, faults = "partial,500,throttle", seed = 9 }
+    local s = coro_host.new()
+    local client, probe = host_client(s, { concurrency = 6, max_attempts = 12, endpoint = proxy.endpoint })
+    local Table = dynamo.DynamoTable:extend{ table = table_name, partition_key_name = "pk", sort_key_name = "sk" }
+    local blocking = 0
+    local real_sleep = core.sleep_ms
+    core.sleep_ms = function(ms) blocking = blocking + 1; return real_sleep(ms) end
+    local ok, err = pcall(s.run, s, function()
+      local t = Table{ client = client }
+      local records = {}
+      for i = 1, 400 do records[i] = { pk = "faulty", sk = ("f%04d"):format(i), i = i } end
+      local phases = {}
+      local function phase(name, fn)
+        probe.max = 0
+        fn()
+        phases[name] = probe.max
+      end
+      phase("upsert", function() t:batch_upsert_records(records, { read_existing = false }) end)
+      phase("get", function()
+        local n = 0
+        for record, found in t:batch_get_records(records) do
+          n = n + 1
+          assert.is_true(found)
+          assert.equal(n, record.i)
+        end
+        assert.equal(400, n)
+      end)
+      local half = {}
+      for i = 1, 400, 2 do half[#half + 1] = records[i] end
+      phase("delete", function() t:batch_delete_records(half) end)
+      phase("scan", function()
+        local left = {}
+        for record in t:scan{ segments = 4, consistent_read = true } do
+          if record.pk == "faulty" then left[#left + 1] = record.i end
+        end
+        table.sort(left)
+        assert.equal(200, #left)
+        for k, i in ipairs(left) do assert.equal(2 * k, i) end
+      end)
+      for name, max in pairs(phases) do assert.is_true(max > 1, name .. " had one request in flight at most") end
+    end)
+    core.sleep_ms = real_sleep
+    s:close()
+    local stats = proxy.stats()
+    proxy.stop()
+    assert(ok, err)
+    assert.equal(0, blocking)
+    assert.is_true(#probe.sleeps > 0) -- the retries waited through the host
+    assert.is_true(stats.faulted > 0)
+  end)
 end)
+
