@@ -69,6 +69,8 @@ local function iter(fn)
 end
 
 local direct = client_for(direct_endpoint, 8)
+-- the concurrency at which the host transport is compared with libcurl
+local HOST_CONCURRENCY = tonumber(os.getenv("BENCH_HOST_CONCURRENCY") or "") or 8
 local rows = {}
 local function phase(name, c, client, fn)
   collectgarbage()
@@ -103,6 +105,39 @@ for _, c in ipairs(levels) do
     if found ~= N then error(fmt("batch_get found %d of %d", found, N)) end
     return fmt("(%d found)", found)
   end)
+  if c == HOST_CONCURRENCY then
+    -- the same link through a host transport that yields (the specs' LuaSocket
+    -- scheduler, spec/support/coro_host.lua) against libcurl: batch reads and
+    -- query_many over the 100 partitions, at the same concurrency
+    local coro_host = dofile(root .. "/spec/support/coro_host.lua")
+    local queries = {}
+    for p = 0, 99 do queries[p + 1] = { partition_key = "user#" .. p } end
+    local function reads(cl)
+      local tt = BenchTable{ client = cl, table = name }
+      return function()
+        local found = 0
+        for _, f in tt:batch_get_records(iter(function(i) return { pk = "user#" .. (i % 100), sk = fmt("item#%08d", i) } end)) do
+          if f then found = found + 1 end
+        end
+        if found ~= N then error(fmt("batch_get found %d of %d", found, N)) end
+      end, function()
+        local got = 0
+        for _ in tt:query_many(queries, { concurrency = c }) do got = got + 1 end
+        if got ~= N then error(fmt("query_many gave %d of %d", got, N)) end
+      end
+    end
+    local get_curl, query_curl = reads(client)
+    phase("query_many", c, client, query_curl)
+    local s = coro_host.new()
+    local hclient = dynamo.client{ endpoint = proxy_endpoint, region = "us-east-1", concurrency = c,
+      credentials = { access_key_id = "bench", secret_access_key = "bench" }, transport = s:http_transport(),
+      sleep = function(ms) s:sleep(ms) end, spawn = s:spawner(), join = s:joiner() }
+    local get_host, query_host = reads(hclient)
+    local function in_host(fn) return function() s:run(fn) end end
+    phase("host get", c, hclient, in_host(get_host))
+    phase("host query", c, hclient, in_host(query_host))
+    s:close()
+  end
   client:close()
   admin:delete_table()
 end
@@ -114,3 +149,11 @@ for _, r in ipairs(rows) do
   print(fmt("%-11s %11d %8.2f %9d %9d %13s %12s %9.2f %10.2f", r.name, r.c, r.wall, r.requests, r.proxy,
     r.srv and fmt("%.2f", r.srv) or "-", r.pxy and fmt("%.2f", r.pxy) or "-", r.floor, r.wall / r.floor))
 end
+local by = {}
+for _, r in ipairs(rows) do by[r.name .. "@" .. r.c] = r end
+local hc = HOST_CONCURRENCY
+if by["host get@" .. hc] and by["batch_get@" .. hc] then
+  print(fmt("host transport against libcurl at concurrency %d: batch_get %.2fx, query_many %.2fx (wall time)", hc,
+    by["host get@" .. hc].wall / by["batch_get@" .. hc].wall, by["host query@" .. hc].wall / by["query_many@" .. hc].wall))
+end
+
