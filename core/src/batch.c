@@ -696,6 +696,10 @@ static void s_request_failed(struct dyn_batch *b, struct s_request *r, int index
     int cause = s_keep_error(b, err), lost = s_answer_lost(err);
     int retryable = err->retry_class == DYN_RETRY_TRANSIENT || err->retry_class == DYN_RETRY_THROTTLING;
     int cost = 1;
+    /* one draw per failed request, as per answer for unprocessed entries: its
+       members back off together and go out again in one request, not one
+       request each spread over the backoff window */
+    double draw = s_draw(b);
     (void)index;
     b->stats.failed_requests++;
     if (cause >= 0) b->cause = cause;
@@ -734,8 +738,7 @@ static void s_request_failed(struct dyn_batch *b, struct s_request *r, int index
         e->after_failure = 1;
         b->stats.retried_entries++;
         s_retry_later(b, ei,
-                      now + dyn_retry_backoff_ms(&b->cfg->retry, err->retry_class, e->attempts, s_draw(b),
-                                                 retry_after_ms));
+                      now + dyn_retry_backoff_ms(&b->cfg->retry, err->retry_class, e->attempts, draw, retry_after_ms));
     }
     /* out of attempts or quota, or not retryable: no retry can finish the batch now */
     for (k = 0; k < r->n; k++)
