@@ -696,7 +696,10 @@ static void s_request_failed(struct dyn_batch *b, struct s_request *r, int index
     int cause = s_keep_error(b, err), lost = s_answer_lost(err);
     int retryable = err->retry_class == DYN_RETRY_TRANSIENT || err->retry_class == DYN_RETRY_THROTTLING;
     int cost = 1;
-    double draw = s_draw(b); /* one per request: its entries go out again together */
+    /* one draw per failed request, as per answer for unprocessed entries: its
+       members back off together and go out again in one request, not one
+       request each spread over the backoff window */
+    double draw = s_draw(b);
     (void)index;
     b->stats.failed_requests++;
     if (cause >= 0) b->cause = cause;

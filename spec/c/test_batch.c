@@ -22,6 +22,7 @@ struct server {
     int requests;
     int ok_first;      /* answer this many requests well, then apply `fault` */
     enum fault fault;  /* for every request after ok_first */
+    int fault_count;   /* only this many requests get `fault` (0: every one) */
     int partial_every; /* F_PARTIAL: leave member k unprocessed when k % partial_every == 0, once per key */
     const char *reject_key; /* a request holding this key text gets a ValidationException */
     int max_members, last_members;
@@ -163,7 +164,9 @@ static long serve(struct server *s, dyn_slice req, int *transport_error, struct 
     int get = strstr(req.ptr, "\"Keys\":[") != NULL, members = 0, first_un = 1, first_resp = 1;
     struct dyn_buf un = DYN_BUF_INIT(dyn_default_allocator()), resp = DYN_BUF_INIT(dyn_default_allocator());
     struct dyn_buf id = DYN_BUF_INIT(dyn_default_allocator());
-    enum fault f = s->requests++ < s->ok_first ? F_NONE : s->fault;
+    enum fault f = s->requests < s->ok_first ? F_NONE : s->fault;
+    if (s->fault_count > 0 && s->requests >= s->ok_first + s->fault_count) f = F_NONE;
+    s->requests++;
     long status = 200;
     *transport_error = 0;
     dyn_buf_reset(out);
@@ -810,6 +813,48 @@ TEST(a_stalled_server_fails_the_batch_in_about_one_calls_time) {
     dyn_call_config_free(&cfg);
 }
 
+/* A source that gives a different value on each draw. */
+static double stepping_random(void *ud) {
+    double *r = ud;
+    *r += 0.37;
+    if (*r >= 1.0) *r -= 1.0;
+    return *r;
+}
+
+TEST(a_failed_request_goes_out_again_whole) {
+    /* its members back off together: one request again, not one per member
+       spread over the backoff (each of which would hold new work back) */
+    static const enum fault faults[] = {F_THROTTLE, F_500, F_TIMEOUT};
+    size_t f;
+    for (f = 0; f < sizeof faults / sizeof faults[0]; f++) {
+        struct dyn_call_config cfg;
+        struct server s;
+        struct run run;
+        struct dyn_batch *b;
+        struct dyn_random rnd;
+        double r = 0.1;
+        int i;
+        memset(&s, 0, sizeof s);
+        setup(&cfg, NULL, 4);
+        rnd.fn = stepping_random;
+        rnd.ud = &r;
+        cfg.random = rnd;
+        s.fault = faults[f];
+        s.fault_count = 1;
+        b = new_batch(&cfg, DYN_BATCH_WRITE, 0);
+        for (i = 0; i < 25; i++) CHECK_EQ_INT(add_put(b, i, "v"), DYN_OK);
+        run.mark = NULL;
+        CHECK_EQ_INT(drive(dyn_batch_op(b), &s, 8, &run), DYN_OK);
+        CHECK_EQ_INT(run.sends, 2);
+        CHECK_EQ_INT(s.last_members, 25);
+        CHECK_EQ_INT(s.n, 25);
+        CHECK_EQ_INT(count_done(b, NULL), 25);
+        dyn_batch_free(b);
+        server_free(&s);
+        dyn_call_config_free(&cfg);
+    }
+}
+
 TEST(the_retry_quota_bounds_retries) {
     struct dyn_call_config cfg;
     struct server s;
@@ -956,6 +1001,7 @@ int main(void) {
     RUN(an_error_no_retry_mends_stops_at_once);
     RUN(a_validation_error_about_one_record_stops_only_that_record);
     RUN(a_stalled_server_fails_the_batch_in_about_one_calls_time);
+    RUN(a_failed_request_goes_out_again_whole);
     RUN(the_retry_quota_bounds_retries);
     RUN(broken_answers_are_retried);
     RUN(abort_lists_everything_not_done);
