@@ -41,6 +41,7 @@
 -- @classmod dynamo.DynamoTable
 local class = require("dynamo.class")
 local errors = require("dynamo.errors")
+local util = require("dynamo.util")
 local core = require("dynamo.core")
 local DynamoTableIndex = require("dynamo.DynamoTableIndex")
 
@@ -96,43 +97,12 @@ local function fail(message, fields)
   error(errors.new("Validation", message, fields), 0)
 end
 
-local function show_value(v)
-  if type(v) == "string" then
-    if #v > 40 then v = v:sub(1, 37) .. "..." end
-    return string_format("%q", v)
-  end
-  return tostring(v)
-end
-
--- A short, deterministic description of a record for error messages.
-local function describe(record)
-  if type(record) ~= "table" then return show_value(record) end
-  local keys = {}
-  for k in pairs(record) do keys[#keys + 1] = k end
-  table_sort(keys, function(a, b) return tostring(a) < tostring(b) end)
-  local parts, size = {}, 0
-  for i, k in ipairs(keys) do
-    local text = tostring(k) .. "=" .. show_value(record[k])
-    size = size + #text
-    if size > 200 then
-      parts[i] = "..."
-      break
-    end
-    parts[i] = text
-  end
-  return "{" .. table_concat(parts, ", ") .. "}"
-end
+local describe, copy = util.describe, util.copy
 
 local function label(self)
   local t = rawget(self, "_table_name") or self.table
   if type(t) == "string" then return "DynamoTable(" .. t .. ")" end
   return "DynamoTable"
-end
-
-local function copy(t)
-  local out = {}
-  for k, v in next, t do out[k] = v end
-  return out
 end
 
 -- Turns any `records` argument (array, DataTable, iterator function) into a

@@ -5,6 +5,8 @@
 -- `request_id`, `data`, and for batches `unprocessed`.
 -- `tostring(err)` gives "code: message"; errors concatenate as strings.
 -- @module dynamo.errors
+local util = require("dynamo.util")
+
 local M = {}
 
 local DynamoTableError = {}
@@ -13,21 +15,8 @@ DynamoTableError.__name = "dynamo.DynamoTableError"
 
 local function describe_data(data)
   if data == nil then return nil end
-  local ok, text = pcall(function()
-    local parts = {}
-    if type(data) == "table" then
-      local keys = {}
-      for k in pairs(data) do keys[#keys + 1] = k end
-      table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
-      for _, k in ipairs(keys) do
-        local v = data[k]
-        local shown = type(v) == "string" and string.format("%q", v) or tostring(v)
-        parts[#parts + 1] = tostring(k) .. "=" .. shown
-      end
-      return "{" .. table.concat(parts, ", ") .. "}"
-    end
-    return tostring(data)
-  end)
+  -- a record's own metamethods may raise: the message still reads
+  local ok, text = pcall(util.describe, data)
   return ok and text or nil
 end
 

@@ -5,11 +5,42 @@
 local util = {}
 
 local next, type, getmetatable, rawequal, rawget = next, type, getmetatable, rawequal, rawget
+local pairs, ipairs, tostring = pairs, ipairs, tostring
+local string_format, table_sort, table_concat = string.format, table.sort, table.concat
 
 --- True for a table without a metatable.
 function util.is_plain(v)
   return type(v) == "table" and getmetatable(v) == nil
 end
+
+local function show_value(v)
+  if type(v) == "string" then
+    if #v > 40 then v = v:sub(1, 37) .. "..." end
+    return string_format("%q", v)
+  end
+  return tostring(v)
+end
+
+--- A short, deterministic description of a record for error messages:
+-- its fields sorted by name, long strings cut, at most about 200 characters.
+function util.describe(record)
+  if type(record) ~= "table" then return show_value(record) end
+  local keys = {}
+  for k in pairs(record) do keys[#keys + 1] = k end
+  table_sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  local parts, size = {}, 0
+  for i, k in ipairs(keys) do
+    local text = tostring(k) .. "=" .. show_value(record[k])
+    size = size + #text
+    if size > 200 then
+      parts[i] = "..."
+      break
+    end
+    parts[i] = text
+  end
+  return "{" .. table_concat(parts, ", ") .. "}"
+end
+
 
 --- A copy of the top level of a table.
 function util.copy(t)
