@@ -186,8 +186,9 @@ function Client:send_pages(requests)
   return send_all(self, requests, "page")
 end
 
--- Runs an op of the core (a dynamo.Batch) through the host transport, one
--- call at a time: each call the op hands out is driven like a single call.
+-- Runs an op of the core (a dynamo.Batch, a dynamo.Pager) through the host
+-- transport, one call at a time: each call the op hands out is driven like a
+-- single call.
 local function host_run_op(self, op)
   local waited = 0
   while true do
@@ -223,9 +224,10 @@ local function host_run_op(self, op)
   end
 end
 
---- Runs an op of the core (a batch: see dynamo.batch) with this client's
--- driver: libcurl with up to `concurrency` requests in flight, or the host
--- transport.
+--- Runs an op of the core (a batch: see dynamo.batch; a pager's round: see
+-- dynamo.paging) with this client's driver: libcurl with up to `concurrency`
+-- requests in flight, or the host transport. Returns when the op says
+-- "done" (for a pager: done for now, its pages waiting).
 function Client:run_op(op)
   if self.transport then return host_run_op(self, op) end
   return op:run()
