@@ -71,6 +71,7 @@ LUALIB_API int luaopen_dynamo_core(lua_State *L) {
     ldynamo_open_client(L);
     ldynamo_open_expr(L);
     ldynamo_open_batch(L);
+    ldynamo_open_pager(L);
     lua_pushliteral(L, "0.1.0");
     lua_setfield(L, -2, "_VERSION");
     return 1;

@@ -21,12 +21,14 @@ void ldynamo_open_sigv4(lua_State *L);
 void ldynamo_open_client(lua_State *L);
 void ldynamo_open_expr(lua_State *L);
 void ldynamo_open_batch(lua_State *L);
+void ldynamo_open_pager(lua_State *L);
 
 struct dyn_call;
 struct dyn_call_config;
 struct dyn_error;
 struct dyn_http;
 struct dyn_batch;
+struct dyn_op;
 
 /* The client at idx (a dynamo.Client; raises when closed): its call config, its libcurl driver (made on first use). */
 const struct dyn_call_config *ldynamo_client_config(lua_State *L, int idx);
@@ -39,6 +41,19 @@ void ldynamo_push_borrowed_call(lua_State *L, int client_idx, struct dyn_call *c
 struct dyn_call *ldynamo_release_borrowed_call(lua_State *L, int idx);
 /* The batch at idx (a dynamo.Batch; raises when freed). */
 struct dyn_batch *ldynamo_check_batch(lua_State *L, int idx);
+
+/*
+ * The host protocol of an op bound as a userdata at stack index 1, whose user
+ * value 1 is its client and user value 2 a table of the boxes of the calls it
+ * handed out (ldynamo_op.c). clock is the op's monotonic time, kept in the
+ * userdata; what names it in messages ("batch"). Each returns what the Lua
+ * method returns: next([waited_ms]), feed(call), abort([message]).
+ */
+int ldynamo_op_next(lua_State *L, struct dyn_op *op, int64_t *clock);
+int ldynamo_op_feed(lua_State *L, struct dyn_op *op, int64_t *clock, const char *what);
+int ldynamo_op_abort(lua_State *L, struct dyn_op *op, const char *what);
+/* Closes the boxes of the calls the op userdata at idx handed out and did not get back. */
+void ldynamo_op_close_boxes(lua_State *L, int idx);
 
 
 /* Argument #arg as a borrowed slice of a Lua string (raises when not a string). */
@@ -72,6 +87,16 @@ typedef void (*ldynamo_recycle_fn)(void *owner, struct dyn_buf *body);
  * end or closed (page:close(), __close, __gc); otherwise it is freed then.
  */
 int ldynamo_push_page(lua_State *L, struct dyn_buf *body, int owner, ldynamo_recycle_fn recycle);
+
+/* Gives the page at idx, made over no body and not read yet, the body (left
+ * empty): a page made before its body is taken, so a memory error cannot
+ * leak it. */
+void ldynamo_page_attach(lua_State *L, int idx, struct dyn_buf *body);
+
+/* ldynamo_push_page with the client at client_idx as owner: the body goes back
+ * to the client's libcurl driver for the next responses. body NULL: none yet
+ * (ldynamo_page_attach). */
+int ldynamo_push_client_page(lua_State *L, struct dyn_buf *body, int client_idx);
 
 /* The allocator of the Lua state, for the core: memory is accounted to Lua. */
 void ldynamo_allocator(lua_State *L, struct dyn_allocator *out);

@@ -5,7 +5,7 @@
  * (which encode in C) or batch:put; then one of two drivers runs it:
  *
  *   batch:run()                the libcurl driver, up to the client's concurrency in flight
- *   batch:next() / batch:feed  the op protocol a Lua host loop drives (lua/dynamo/host.lua):
+ *   batch:next() / batch:feed  the op protocol a Lua host loop drives (ldynamo_op.c):
  *                              "call", call | "wait", ms | "idle" | "done"; a call is a
  *                              dynamo.Call the host runs to its end, then hands back
  *
@@ -21,20 +21,12 @@
 #include "dynamo/batch.h"
 #include "dynamo/http.h"
 
-#include <time.h>
-
 #define BATCH_MT "dynamo.Batch"
 
 struct lbatch {
     struct dyn_batch *b; /* NULL once freed */
     int64_t clock;       /* the monotonic ms the batch was last told */
 };
-
-static int64_t s_mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static struct lbatch *s_check(lua_State *L, int idx) {
     struct lbatch *lb = luaL_checkudata(L, idx, BATCH_MT);
@@ -44,23 +36,10 @@ static struct lbatch *s_check(lua_State *L, int idx) {
 
 struct dyn_batch *ldynamo_check_batch(lua_State *L, int idx) { return s_check(L, idx)->b; }
 
-/* Closes the boxes of the calls handed to a host and not given back. */
-static void s_close_boxes(lua_State *L, int idx) {
-    lua_getiuservalue(L, idx, 2);
-    if (lua_istable(L, -1)) {
-        lua_pushnil(L);
-        while (lua_next(L, -2)) {
-            ldynamo_release_borrowed_call(L, -1);
-            lua_pop(L, 1);
-        }
-    }
-    lua_pop(L, 1);
-}
-
 static int s_batch_gc(lua_State *L) {
     struct lbatch *lb = luaL_checkudata(L, 1, BATCH_MT);
     if (lb->b) {
-        s_close_boxes(L, 1);
+        ldynamo_op_close_boxes(L, 1);
         dyn_batch_free(lb->b);
         lb->b = NULL;
     }
@@ -151,82 +130,22 @@ static int l_batch_run(lua_State *L) {
     return 0;
 }
 
-/*
- * The batch's monotonic time: the clock's, but at least `waited` ms after the
- * last time it was told, so a host that says it slept is trusted to have
- * done so (as a call trusts its driver), even with a clock that did not move.
- */
-static int64_t s_now(struct lbatch *lb, lua_Integer waited) {
-    int64_t now = s_mono_ms(), told = lb->clock + (waited > 0 ? (int64_t)waited : 0);
-    lb->clock = now > told ? now : told;
-    return lb->clock;
-}
-
 /* batch:next([waited_ms]) -> "call", call | "wait", ms | "idle" | "done"; waited_ms: what the host slept since */
 static int l_batch_next(lua_State *L) {
     struct lbatch *lb = s_check(L, 1);
-    struct dyn_op *op = dyn_batch_op(lb->b);
-    struct dyn_op_step step;
-    lua_Integer waited = luaL_optinteger(L, 2, 0);
-    int rc;
-    lua_settop(L, 1);
-    lua_getiuservalue(L, 1, 1); /* 2: the client */
-    ldynamo_client_config(L, 2); /* raises when it was closed */
-    rc = op->next(op, dyn_http_now_unix_ms(), s_now(lb, waited), &step);
-    if (rc < 0) return luaL_error(L, "not enough memory");
-    switch (step.kind) {
-    case DYN_OP_SEND:
-        lua_pushliteral(L, "call");
-        ldynamo_push_borrowed_call(L, 2, step.call); /* 4 */
-        lua_getiuservalue(L, 1, 2);
-        lua_pushlightuserdata(L, step.call);
-        lua_pushvalue(L, 4);
-        lua_rawset(L, -3);
-        lua_pop(L, 1);
-        return 2;
-    case DYN_OP_WAIT:
-        lua_pushliteral(L, "wait");
-        lua_pushinteger(L, (lua_Integer)step.wait_ms);
-        return 2;
-    case DYN_OP_IDLE: lua_pushliteral(L, "idle"); return 1;
-    default: lua_pushliteral(L, "done"); return 1;
-    }
+    return ldynamo_op_next(L, dyn_batch_op(lb->b), &lb->clock);
 }
 
 /* batch:feed(call): a call from next(), run to its end by the host. */
 static int l_batch_feed(lua_State *L) {
     struct lbatch *lb = s_check(L, 1);
-    struct dyn_op *op = dyn_batch_op(lb->b);
-    struct dyn_call *call;
-    int rc;
-    lua_settop(L, 2);
-    lua_getiuservalue(L, 1, 2); /* 3: this batch's boxes, by call */
-    lua_pushnil(L);
-    while (lua_next(L, 3)) { /* is the box at 2 one of them? */
-        if (lua_rawequal(L, -1, 2)) break;
-        lua_pop(L, 1);
-    }
-    if (lua_gettop(L) == 3) return luaL_argerror(L, 2, "a call of this batch expected");
-    call = lua_touserdata(L, 4);
-    lua_settop(L, 3);
-    if (!dyn_call_is_done(call)) return luaL_error(L, "batch:feed: the call is not finished");
-    ldynamo_release_borrowed_call(L, 2);
-    lua_pushlightuserdata(L, call);
-    lua_pushnil(L);
-    lua_rawset(L, 3);
-    rc = op->feed(op, call, s_now(lb, 0));
-    if (rc == DYN_EINVAL) return luaL_error(L, "batch:feed: the call is not finished");
-    if (rc == DYN_ENOMEM) return luaL_error(L, "not enough memory");
-    return 0;
+    return ldynamo_op_feed(L, dyn_batch_op(lb->b), &lb->clock, "batch");
 }
 
 /* batch:abort([message]): ends it now (a host giving up); calls out are dropped. */
 static int l_batch_abort(lua_State *L) {
     struct lbatch *lb = s_check(L, 1);
-    struct dyn_op *op = dyn_batch_op(lb->b);
-    s_close_boxes(L, 1);
-    op->abort(op, DYN_ETRANSPORT, luaL_optstring(L, 2, "the host ended the batch"));
-    return 0;
+    return ldynamo_op_abort(L, dyn_batch_op(lb->b), "batch");
 }
 
 /* batch:status() -> true | false, info of the cause */

@@ -241,6 +241,11 @@ static void s_give_back(struct client *c, struct dyn_buf *body) {
 /* A page read to its end gives its memory back (owner: the client's box). */
 static void s_page_recycle(void *owner, struct dyn_buf *body) { s_give_back(((struct client_box *)owner)->c, body); }
 
+int ldynamo_push_client_page(lua_State *L, struct dyn_buf *body, int client_idx) {
+    struct dyn_buf none = DYN_BUF_INIT(NULL);
+    return ldynamo_push_page(L, body ? body : &none, client_idx, s_page_recycle);
+}
+
 /*
  * Pushes a successful call's body: as a string (decode -1) or decoded
  * (json_decode(body, decode)). Returns 1, or 0 with the decoder's message on

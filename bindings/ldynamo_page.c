@@ -237,6 +237,13 @@ int ldynamo_push_page(lua_State *L, struct dyn_buf *body, int owner, ldynamo_rec
     return 1;
 }
 
+void ldynamo_page_attach(lua_State *L, int idx, struct dyn_buf *body) {
+    struct s_page *pg = luaL_checkudata(L, idx, PAGE_MT);
+    dyn_buf_free(&pg->body);
+    pg->body = *body;
+    dyn_buf_init(body, pg->body.alloc);
+}
+
 /* core.page(text) -> a page over a copy of text (for responses that arrive as
  * Lua strings, from a host transport). The page is made first, empty, so a
  * memory error while copying leaves nothing to leak (liolib's newprefile). */

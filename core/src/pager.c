@@ -108,7 +108,9 @@ static int s_grow(const struct dyn_allocator *a, void **ptr, size_t *cap, size_t
     size_t ncap;
     void *np;
     if (need <= *cap) return DYN_OK;
-    ncap = *cap ? *cap : 4;
+    /* from what is needed: a pager of one stream asks for one (an array of
+       four would be a large block, which costs glibc a heap consolidation) */
+    ncap = *cap ? *cap : need;
     while (ncap < need) {
         if (ncap > ((size_t)-1 / 2) / size) return DYN_ENOMEM;
         ncap *= 2;
@@ -238,43 +240,181 @@ struct s_page_info {
     dyn_slice lek;
 };
 
-/*
- * Reads a Query/Scan response without building values: the whole document
- * is validated (a broken page fails here, not halfway through the
- * consumer's loop), Count is required, LastEvaluatedKey kept as raw text.
- * Names with escapes count as other members: DynamoDB writes none.
+/* ---- the end of Items, found from the document's end ----
+ *
+ * A page is mostly its Items, which the consumer's decoder reads in full; the
+ * pager needs only what is around them. So, instead of walking Items, the
+ * members after it are read backwards from the document's end (in valid
+ * JSON a string's opening quote is the first quote before it that follows an
+ * even run of backslashes, and brackets match backwards as forwards) until a
+ * ']' ends the value before a member: the end of Items, unless a later
+ * member's value is an array. That case is ruled out by the AttributeValue
+ * form: inside Items a ']' (outside strings) always ends an L or set value,
+ * so '}' follows it; if some ']' between the two is not followed by '}' (a
+ * later array member, or a ']' inside a string) the page is walked forward
+ * instead. What follows the end found is then read forward and validated as
+ * usual, so only the inside of Items goes unchecked here: the decoder checks
+ * it as it reads.
  */
-static int s_read_page(struct dyn_json_reader *r, dyn_slice body, struct s_page_info *out) {
-    struct dyn_json_token t, v;
-    int rc, has_count = 0;
+
+static int s_is_ws(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
+
+static const char *s_back_ws(const char *begin, const char *p) {
+    while (p > begin && s_is_ws(p[-1])) p--;
+    return p;
+}
+
+/* p[-1] is a string's closing quote: its opening quote, or NULL. */
+static const char *s_back_string(const char *begin, const char *p) {
+    const char *q = p - 1;
+    while (q > begin) {
+        const char *b;
+        q--;
+        if (*q != '"') continue;
+        for (b = q; b > begin && b[-1] == '\\'; b--) continue;
+        if (((q - b) & 1) == 0) return q;
+    }
+    return NULL;
+}
+
+/* The start of the value that ends at p (p[-1] its last byte), or NULL. */
+static const char *s_back_value(const char *begin, const char *p) {
+    char c;
+    if (p <= begin) return NULL;
+    c = p[-1];
+    if (c == '"') return s_back_string(begin, p);
+    if (c == '}' || c == ']') {
+        unsigned depth = 0;
+        while (p > begin) {
+            c = *--p;
+            if (c == '"') {
+                if (!(p = s_back_string(begin, p + 1))) return NULL;
+            } else if (c == '}' || c == ']') {
+                if (++depth > DYN_JSON_MAX_DEPTH) return NULL;
+            } else if (c == '{' || c == '[') {
+                if (--depth == 0) return p;
+            }
+        }
+        return NULL;
+    }
+    /* a number or a literal: checked when read forward */
+    {
+        const char *last = p;
+        while (p > begin && (((c = p[-1]) >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || c == '-' ||
+                             c == '+' || c == '.' || c == 'E'))
+            p--;
+        return p == last ? NULL : p;
+    }
+}
+
+/*
+ * items (just after the '[' of the top-level Items) in body: finds the ']'
+ * that closes it from the end, or NULL when the page must be walked.
+ */
+static const char *s_items_end(dyn_slice body, const char *items) {
+    const char *begin = items, *p = s_back_ws(begin, body.ptr + body.len), *q;
+    if (p <= begin || p[-1] != '}') return NULL;
+    p = s_back_ws(begin, p - 1);
+    for (;;) {
+        /* p: just after the value of the member before (or Items' ']') */
+        if (p <= begin) return NULL;
+        if (p[-1] == ']') break;
+        if (!(p = s_back_value(begin, p))) return NULL;             /* the value */
+        p = s_back_ws(begin, p);
+        if (p <= begin || p[-1] != ':') return NULL;
+        p = s_back_ws(begin, p - 1);
+        if (p <= begin || p[-1] != '"' || !(p = s_back_string(begin, p))) return NULL; /* the name */
+        p = s_back_ws(begin, p);
+        if (p <= begin || p[-1] != ',') return NULL;
+        p = s_back_ws(begin, p - 1);
+    }
+    q = p - 1;
+    /* every ']' before it must close an L or a set value */
+    for (p = items; (p = memchr(p, ']', (size_t)(q - p))) != NULL; p++) {
+        const char *n = dyn_json_skip_ws(p + 1, q + 1);
+        if (n > q || *n != '}') return NULL;
+    }
+    return q;
+}
+
+/* ---- reading a page ---- */
+
+/* Reads a member value that must be a count, at r->p (whitespace skipped). */
+static int s_scan_count(struct dyn_json_reader *r, uint64_t *out) {
+    struct dyn_json_token v;
+    const char *at = r->p;
+    int rc;
+    if (at < r->end && *at == '"') {
+        if ((rc = dyn_json_scan_string(r, &v)) != DYN_OK) return rc;
+        at = v.text.ptr;
+    } else if (at < r->end && (*at == '-' || (*at >= '0' && *at <= '9'))) {
+        if ((rc = dyn_json_scan_number(r, &v)) != DYN_OK) return rc;
+        if (s_parse_count(v.text, out)) return DYN_OK;
+    }
+    return dyn_json_fail(r, at, "expected a count");
+}
+
+/*
+ * Reads a Query/Scan response without building values, with the reader's
+ * scanner: the members are validated as the reader would, Count is required,
+ * LastEvaluatedKey kept as raw text. Items is skipped: with `fast`, by its
+ * end found from the document's end (see above; 0 when it cannot be),
+ * otherwise by its extent (quotes and brackets: a cut body fails here).
+ * Either way the consumer's decoder reads the items in full later. Names
+ * with escapes count as other members: DynamoDB writes none.
+ */
+static int s_read_members(struct dyn_json_reader *r, dyn_slice body, struct s_page_info *out, int *fast) {
+    struct dyn_json_token t;
+    int rc, more, first, has_count = 0;
     memset(out, 0, sizeof *out);
     dyn_json_reader_init(r, body);
+    /* the first token through the pull reader (its messages for what is not
+       an object), then only the scanner: the pull state is not used again */
     if ((rc = dyn_json_next(r, &t)) != DYN_OK) return rc;
     if (t.type != DYN_JSON_OBJ_BEGIN) return dyn_json_fail(r, body.ptr, "expected a response object");
-    for (;;) {
-        if ((rc = dyn_json_next(r, &t)) != DYN_OK) return rc;
-        if (t.type == DYN_JSON_OBJ_END) break;
-        if ((rc = dyn_json_next(r, &v)) != DYN_OK) return rc;
-        if (s_member_is(&t, "Count") || s_member_is(&t, "ScannedCount")) {
-            uint64_t n;
-            if (v.type != DYN_JSON_NUMBER || !s_parse_count(v.text, &n))
-                return dyn_json_fail(r, v.text.ptr, "expected a count");
-            if (t.text.ptr[0] == 'C') {
-                out->count = n;
-                has_count = 1;
-            } else {
-                out->scanned = n;
+    for (first = 1;; first = 0) {
+        r->p = dyn_json_skip_ws(r->p, r->end);
+        if (r->p >= r->end) return dyn_json_fail(r, r->p, "unexpected end of input");
+        if ((rc = dyn_json_scan_more(r, '}', first, &more)) != DYN_OK) return rc;
+        if (!more) break;
+        if ((rc = dyn_json_scan_name(r, &t)) != DYN_OK) return rc;
+        r->p = dyn_json_skip_ws(r->p, r->end);
+        if (s_member_is(&t, "Items") && r->p < r->end && *r->p == '[') {
+            const char *end = *fast ? s_items_end(body, r->p + 1) : NULL;
+            *fast = end != NULL;
+            if (end) r->p = end + 1;
+            else rc = dyn_json_scan_extent(r);
+        } else if (s_member_is(&t, "Count")) {
+            rc = s_scan_count(r, &out->count);
+            has_count = 1;
+        } else if (s_member_is(&t, "ScannedCount")) {
+            rc = s_scan_count(r, &out->scanned);
+        } else if (s_member_is(&t, "LastEvaluatedKey") && r->p < r->end && *r->p != 'n') {
+            const char *start = r->p;
+            if (*start != '{') return dyn_json_fail(r, start, "expected an object");
+            if ((rc = dyn_json_scan_skip(r)) == DYN_OK) {
+                out->lek = dyn_slice_make(start, (size_t)(r->p - start));
+                out->has_lek = 1;
             }
-        } else if (s_member_is(&t, "LastEvaluatedKey") && v.type != DYN_JSON_NULL) {
-            if ((rc = s_raw_object(r, &v, &out->lek)) != DYN_OK) return rc;
-            out->has_lek = 1;
-        } else if ((rc = dyn_json_skip(r, &v)) != DYN_OK) {
-            return rc;
+        } else {
+            rc = dyn_json_scan_skip(r); /* null LastEvaluatedKey included */
         }
+        if (rc != DYN_OK) return rc;
     }
-    if ((rc = dyn_json_next(r, &t)) != DYN_OK) return rc;
+    r->p = dyn_json_skip_ws(r->p, r->end);
+    if (r->p < r->end) return dyn_json_fail(r, r->p, "unexpected data after the document");
     if (!has_count) return dyn_json_fail(r, body.ptr, "the response has no Count");
     return DYN_OK;
+}
+
+/* A page's members: from the end of Items found backwards, else (that
+ * failed, or what follows it was not right) walking Items forwards, which
+ * gives the reader's own verdict. */
+static int s_read_page(struct dyn_json_reader *r, dyn_slice body, struct s_page_info *out) {
+    int fast = 1, rc = s_read_members(r, body, out, &fast);
+    if (rc == DYN_OK || !fast) return rc;
+    fast = 0;
+    return s_read_members(r, body, out, &fast);
 }
 
 /* The failure of stream s (S_FAILING) as an error record. */

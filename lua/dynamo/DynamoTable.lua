@@ -47,7 +47,7 @@ local DynamoTableIndex = require("dynamo.DynamoTableIndex")
 
 local type, pairs, next, ipairs, tostring = type, pairs, next, ipairs, tostring
 local pcall, error, rawget, setmetatable, getmetatable = pcall, error, rawget, setmetatable, getmetatable
-local math_min, math_floor, math_type = math.min, math.floor, math.type
+local math_floor = math.floor
 local string_format = string.format
 local table_concat, table_sort = table.concat, table.sort
 local os_date = os.date
@@ -55,7 +55,6 @@ local os_date = os.date
 local json_encode, json_decode = core.json_encode, core.json_decode
 local encode_item_json = core.encode_item
 local key_id = core.key_id
-local page_fill, page_result = core.page_fill, core.page_result
 local as_item = core.as_item
 
 local expressions_module, DataTable_module
@@ -822,191 +821,12 @@ local function resolve_index(self, index)
   fail(label(self) .. ": index must be a DynamoTableIndex or its name, got " .. type(index))
 end
 
-local function check_limit(self, limit)
-  if limit == nil then return nil end
-  if math_type(limit) ~= "integer" or limit < 0 then
-    fail(label(self) .. ": limit must be a non-negative integer, got " .. tostring(limit))
-  end
-  return limit
-end
-
--- The paging iterators of query and scan stream one page at a time and read
--- each page a run of items at a time; `limit` counts returned records.
-local PAGE_RUN = 32 -- items decoded at a time from a page: a few tens of KB, in cache
-
--- A broken page's error (its text is not the JSON of a response).
-local function broken_page(self, op, err)
-  return errors.new("InvalidResponse", ("%s: %s: the response is not valid JSON (%s)"):format(label(self), op,
-    tostring(err)), { retryable = false })
-end
-
--- Many paged requests at once: `streams` is an array of
--- { params = ..., limit = n|nil, page_limit = n|nil }. Each round sends the
--- next page of up to `per_round` unfinished streams together (the client's
--- concurrency in flight), then reads those pages one after another, a run
--- at a time. Yields record, position of its stream. Records of one stream
--- keep their order; streams interleave page by page. `limit` (nil: none)
--- counts the records of all streams.
-local function multi_pager(self, op, streams, per_round, limit, raw)
-  if limit == 0 then return function() return nil end end
-  local client = self.client
-  local rc = (not raw) and self.record_class or nil
-  -- each stream also keeps its position (at), records returned and LastEvaluatedKey
-  local states = streams
-  for i, st in ipairs(states) do st.at, st.returned = i, 0 end
-  local started = 0 -- streams started, in order
-  local round, k = {}, 0 -- the streams of this round, and which one's page is read
-  local pages
-  local page, cur
-  local run, rpos, rn = {}, 0, 0
-  local returned = 0 -- records handed out, of every stream
-  -- of the current page: its stream's position, the count `returned` had when
-  -- it began, and the count at which its stream's limit is reached
-  local at, base, stop = 0, 0, math.huge
-  local function end_page(lek)
-    cur.returned = cur.returned + (returned - base)
-    cur.lek = lek
-    page = nil
-  end
-  -- the next round: streams still going first, then ones not yet started
-  local function next_round()
-    local going = {}
-    for _, st in ipairs(round) do
-      if st.lek and not (st.limit and st.returned >= st.limit) then going[#going + 1] = st end
-    end
-    while #going < per_round and started < #states do
-      started = started + 1
-      local st = states[started]
-      if st.limit ~= 0 then going[#going + 1] = st end
-    end
-    round = going
-    if #round == 0 then return false end
-    local reqs = {}
-    for i, st in ipairs(round) do
-      local params = st.params
-      if st.page_limit then
-        local lim = st.page_limit
-        if st.limit then lim = math_min(lim, st.limit - st.returned) end
-        if limit then lim = math_min(lim, limit - returned) end
-        params.Limit = lim
-      end
-      params.ExclusiveStartKey = st.lek
-      reqs[i] = { op, encode_request(self, params) }
-    end
-    pages = client:send_pages(reqs)
-    for i = 1, #pages do
-      if errors.is(pages[i]) then error(pages[i], 0) end
-    end
-    k = 0
-    return true
-  end
-  return function()
-    while true do
-      if limit and returned >= limit then return nil end
-      if rpos < rn then
-        rpos = rpos + 1
-        local item = run[rpos]
-        run[rpos] = nil
-        returned = returned + 1
-        if returned == stop then -- the rest of its page is not wanted
-          for j = rpos + 1, rn do run[j] = nil end
-          rn = rpos
-          end_page(nil)
-        end
-        if rc then item = to_output(self, item) end
-        return item, at
-      end
-      if page then
-        local got, err = page_fill(page, run, PAGE_RUN)
-        rpos, rn = 0, got or 0
-        if not got or got == 0 then
-          if err then error(broken_page(self, op, err), 0) end
-          end_page(page_result(page).LastEvaluatedKey)
-        end
-      elseif pages and k < #round then
-        k = k + 1
-        cur, page = round[k], pages[k]
-        pages[k] = nil
-        at, base = cur.at, returned
-        stop = cur.limit and returned + (cur.limit - cur.returned) or math.huge
-      elseif not next_round() then
-        return nil
-      end
-    end
-  end
-end
-
--- One paged request: query, scan. Yields record, 1.
-local function pager(self, op, params, limit, page_limit, raw)
-  return multi_pager(self, op, { { params = params, limit = limit, page_limit = page_limit } }, 1, nil, raw)
-end
-
-local function base_params(self, opts, index)
-  local params = { TableName = self:get_table_name() }
-  if index and index.name then params.IndexName = index.name end
-  if opts.consistent_read then params.ConsistentRead = true end
-  return params
-end
-
-local function page_limit_of(opts, limit)
-  if opts.page_size ~= nil then
-    if math_type(opts.page_size) ~= "integer" or opts.page_size < 1 then
-      fail("page_size must be a positive integer, got " .. tostring(opts.page_size))
-    end
-    return opts.page_size
-  end
-  -- without a filter, Limit = what is still wanted makes the server stop there;
-  -- with a filter Limit would count evaluated items, so pages stay at 1 MB
-  if limit and opts.filter_expression == nil then return limit end
-  return nil
-end
-
-local SORT_OPERATORS = { ["="] = true, ["<"] = true, ["<="] = true, [">"] = true, [">="] = true,
-                         begins_with = true, BETWEEN = true }
-
--- The Query request of query options: params, limit, page limit.
-local function query_request(self, opts)
-  local pkv = opts.partition_key
-  if pkv == nil then fail(label(self) .. ": partition_key should be set.") end
-  local index = resolve_index(self, opts.index)
-  local limit = check_limit(self, opts.limit)
-  local x = E()
-  local C, escape = x.ConditionExpression, x.escape
-  local skv, op = opts.sort_key, opts.sort_key_operator or "="
-  if opts.sort_key_prefix ~= nil then
-    skv, op = opts.sort_key_prefix, "begins_with"
-  end
-  if not SORT_OPERATORS[op] then
-    fail(("%s: sort_key_operator %s is not one of = < <= > >= begins_with BETWEEN"):format(label(self), tostring(op)))
-  end
-  local data = {}
-  local pk_name, sk_name = index.partition_key_name, index.sort_key_name
-  data[pk_name] = pkv
-  local kc = C(escape(pk_name), "=", pk_name)
-  if skv ~= nil and sk_name then
-    if op == "BETWEEN" then
-      if type(skv) ~= "table" or skv[1] == nil or skv[2] == nil then
-        fail(label(self) .. ": sort_key for BETWEEN must be { low, high }")
-      end
-      data[sk_name .. "_low"], data[sk_name .. "_high"] = skv[1], skv[2]
-      kc = kc & C(escape(sk_name), "BETWEEN", { sk_name .. "_low", sk_name .. "_high" })
-    else
-      data[sk_name] = skv
-      kc = kc & C(escape(sk_name), op, sk_name)
-    end
-  end
-  for k, v in pairs(opts.data or {}) do data[k] = v end
-  local r = render{ key_condition = kc, filter = opts.filter_expression,
-                    projection = projection_of(opts.projection), data = data }
-  local params = apply_rendered(base_params(self, opts, index), r)
-  if opts.scan_index_forward == false then params.ScanIndexForward = false end
-  return params, limit, page_limit_of(opts, limit)
-end
-
-local function query_iter(self, opts, raw)
-  local params, limit, page_limit = query_request(self, opts)
-  return pager(self, "Query", params, limit, page_limit, raw)
-end
+local P = require("dynamo.paging"){
+  fail = fail, label = label, to_output = to_output, encode_request = encode_request, render = render,
+  apply_rendered = apply_rendered, projection_of = projection_of, resolve_index = resolve_index, E = E,
+  check_opts = check_opts,
+}
+local query_iter, scan_iter = P.query_iter, P.scan_iter
 
 --- Queries one partition: `for record in users:query{ partition_key = "p1" } do`.
 -- Options: `partition_key` (required), `index` (a DynamoTableIndex or its
@@ -1015,70 +835,35 @@ end
 -- `filter_expression`, `data` (values for the expressions, by name),
 -- `projection` (array of names or a ProjectionExpression),
 -- `scan_index_forward`, `limit` (records returned; 0 sends nothing),
--- `consistent_read`, `page_size` (Limit of each request).
--- Streams page by page; each iterator keeps its own position.
+-- `consistent_read`, `page_size` (Limit of each request), `on_page`
+-- (function(position), called after each page's records are handed out)
+-- and `start` (a position from on_page: continue after it; see
+-- dynamo.paging). Streams page by page; each iterator keeps its own
+-- position; leaving a `for` loop early gives the page buffer back at once.
 function DynamoTable:query(opts)
   return query_iter(self, check_opts(opts, "query"), false)
 end
 
 --- Runs many queries at once: `for record, i in users:query_many(list) do`,
 -- where `list` is an array of query options (as `query` takes, `limit`
--- included) and `i` the position of the query a record comes from. Each
--- round sends the next page of up to `concurrency` queries together
--- (default: the client's concurrency), then streams those pages a run of
--- items at a time. Records of one query keep their order; queries
--- interleave page by page. Every query is checked before anything is sent.
+-- included) and `i` the position of the query a record comes from. Up to
+-- `concurrency` queries (default: the client's concurrency) have a page in
+-- flight or waiting at once; each round's pages are streamed a run of items
+-- at a time. Records of one query keep their order; queries interleave page
+-- by page. Every query is checked before anything is sent. `on_page` and
+-- `start` work as for `query`, with one position for all the queries (resume
+-- with the same list, in the same order).
 -- @tparam table queries array of query option tables
--- @tparam[opt] table opts `concurrency` (queries with a request in flight together)
+-- @tparam[opt] table opts `concurrency`, `on_page`, `start`
 function DynamoTable:query_many(queries, opts)
-  opts = check_opts(opts, "query_many")
-  if type(queries) ~= "table" then
-    fail(("%s: query_many: queries must be an array of query options, got %s"):format(label(self), type(queries)))
-  end
-  local per_round = opts.concurrency or self.client.concurrency or 8
-  if math_type(per_round) ~= "integer" or per_round < 1 then
-    fail(label(self) .. ": query_many: concurrency must be a positive integer, got " .. tostring(opts.concurrency))
-  end
-  local streams = {}
-  for i = 1, #queries do
-    local ok, params, limit, page_limit = pcall(query_request, self, check_opts(queries[i], "query_many"))
-    if not ok then
-      if errors.is(params) then params.message = params.message .. (" (query %d)"):format(i) end
-      error(params, 0)
-    end
-    streams[i] = { params = params, limit = limit, page_limit = page_limit }
-  end
-  return multi_pager(self, "Query", streams, per_round, nil, false)
-end
-
-local function scan_iter(self, opts, raw)
-  local limit = check_limit(self, opts.limit)
-  local index = opts.index ~= nil and resolve_index(self, opts.index) or nil
-  local params = base_params(self, opts, index)
-  if opts.filter_expression ~= nil or opts.projection ~= nil then
-    local r = render{ filter = opts.filter_expression, projection = projection_of(opts.projection),
-                      data = opts.data or {} }
-    apply_rendered(params, r)
-  end
-  local segments = opts.segments
-  if segments ~= nil and (math_type(segments) ~= "integer" or segments < 1) then
-    fail(label(self) .. ": segments must be a positive integer, got " .. tostring(segments))
-  end
-  local page_limit = page_limit_of(opts, limit)
-  if segments == nil or segments == 1 then return pager(self, "Scan", params, limit, page_limit, raw) end
-  local streams = {}
-  for seg = 1, segments do
-    local p = copy(params)
-    p.Segment, p.TotalSegments = seg - 1, segments
-    streams[seg] = { params = p, page_limit = page_limit }
-  end
-  return multi_pager(self, "Scan", streams, segments, limit, raw)
+  return P.query_many(self, queries, check_opts(opts, "query_many"))
 end
 
 --- Scans the table (or `index`): `for record in users:scan{...} do`.
 -- Options: `filter_expression`, `data`, `projection`, `limit` (records
 -- returned), `index`, `consistent_read`, `segments` (parallel scan with that
--- many segments, requests in flight together), `page_size`.
+-- many segments, requests in flight together), `page_size`, `on_page` and
+-- `start` (as for `query`; a parallel scan's position holds every segment's).
 function DynamoTable:scan(opts)
   return scan_iter(self, check_opts(opts, "scan"), false)
 end

@@ -14,6 +14,10 @@ local dynamo = {
   core = core,
   errors = errors,
   DynamoTableError = errors.DynamoTableError,
+  --- JSON text of a Lua value (tables as objects or arrays), and back: for
+  -- what a program keeps, such as a query's position (see DynamoTable:query).
+  json_encode = core.json_encode,
+  json_decode = core.json_decode,
 }
 
 --- Creates a client (see dynamo.client module).

@@ -856,6 +856,60 @@ TEST(broken_pages_fail_with_ejson) {
     }
 }
 
+/* The end of Items is found from the document's end when the AttributeValue
+   form allows it, else by walking Items: the same page either way. */
+TEST(items_skipped_from_the_end_or_walked) {
+    static const struct {
+        const char *body;
+        const char *key; /* the LastEvaluatedKey read, or NULL */
+        int count, scanned;
+    } cases[] = {
+        /* DynamoDB's order, lists and sets inside Items */
+        {"{\"Count\":2,\"Items\":[{\"a\":{\"L\":[{\"S\":\"x\"},{\"L\":[]}]}},{\"b\":{\"SS\":[\"p\",\"q\"]}}],"
+         "\"LastEvaluatedKey\":" K1 ",\"ScannedCount\":7}", K1, 2, 7},
+        /* dynalite's order: Items last */
+        {"{\"ScannedCount\":3,\"LastEvaluatedKey\":" K3 ",\"Count\":1,\"Items\":[{\"n\":{\"NS\":[\"1\"]}}]}", K3, 1, 3},
+        /* a later member with an array value: walked */
+        {"{\"Count\":1,\"Items\":[{\"l\":{\"L\":[]}}],\"Extra\":[1,[2]],\"LastEvaluatedKey\":" K1 "}", K1, 1, 0},
+        {"{\"Count\":1,\"Items\":[{}],\"LastEvaluatedKey\":" K2 ",\"Extra\":[]}", K2, 1, 0},
+        /* a ']' inside a string of Items: walked */
+        {"{\"Count\":1,\"Items\":[{\"s\":{\"S\":\"a],\\\"Count\\\":9,\\\\\"}}],\"ScannedCount\":1}", NULL, 1, 1},
+        /* strings after Items ending in escapes, nested objects, literals, spaces everywhere */
+        {" {\n \"Count\" : 1 ,\n \"Items\" : [ { \"a\" : { \"L\" : [ ] } } ] ,\n \"ConsumedCapacity\" : "
+         "{ \"TableName\" : \"t\\\\\" , \"x\" : [ \"\\\"]\" ] , \"y\" : null , \"z\" : true } ,"
+         " \"LastEvaluatedKey\" : " K2 " , \"ScannedCount\" : 4 }\n", K2, 1, 4},
+        {"{\"Items\":[],\"Count\":0,\"LastEvaluatedKey\":null}", NULL, 0, 0},
+    };
+    size_t i;
+    for (i = 0; i < N(cases); i++) {
+        struct dyn_call_config cfg;
+        struct dyn_pager *p;
+        struct dyn_pager_stream s = stream_of("Scan", SCAN "}", 0, 0);
+        struct dyn_pager_page pg;
+        struct dyn_pager_position pos;
+        struct dyn_op *op;
+        setup(&cfg, NULL);
+        CHECK_EQ_INT(dyn_pager_new(&cfg, &p), DYN_OK);
+        CHECK_EQ_INT(dyn_pager_add(p, &s), DYN_OK);
+        op = dyn_pager_op(p);
+        reply(op, expect_send(op, SCAN "}"), 200, cases[i].body);
+        if (dyn_pager_status(p) != DYN_OK) fprintf(stderr, "items case %u: %s\n", (unsigned)i, dyn_pager_error(p)->message);
+        CHECK_EQ_INT(dyn_pager_status(p), DYN_OK);
+        if (cases[i].count) {
+            CHECK_EQ_INT(dyn_pager_take(p, &pg), 1);
+            CHECK_EQ_INT(pg.count, cases[i].count);
+            CHECK_EQ_INT(pg.scanned_count, cases[i].scanned);
+            CHECK_EQ_INT(pg.last, cases[i].key == NULL);
+            dyn_buf_free(&pg.body);
+        }
+        CHECK_EQ_INT(dyn_pager_stream_position(p, 0, &pos), DYN_OK);
+        if (cases[i].key) CHECK_EQ_MEM(pos.key.ptr, pos.key.len, cases[i].key, strlen(cases[i].key));
+        else CHECK(pos.done && pos.key.len == 0);
+        dyn_pager_free(p);
+        dyn_call_config_free(&cfg);
+    }
+}
+
 /* A page with Count 0 has nothing to take: the consumer never sees it, the
    position moves past it and the stream goes on in the same round. */
 TEST(empty_pages_move_on_in_the_same_round) {
@@ -1235,6 +1289,7 @@ int main(void) {
     RUN(max_pages_bounds_pages_out_and_waiting);
     RUN(failed_page_ends_only_its_stream);
     RUN(broken_pages_fail_with_ejson);
+    RUN(items_skipped_from_the_end_or_walked);
     RUN(empty_pages_move_on_in_the_same_round);
     RUN(position_after_each_page_resumes_with_the_same_request);
     RUN(resume_a_parallel_scan);

@@ -29,6 +29,12 @@ local function fake_client(router, opts)
     local body = cjson.decode(request.body)
     calls[#calls + 1] = { op = op, body = body }
     local status, resp = router(op, body, #calls)
+    -- a Query or Scan answer holds Count, as DynamoDB's always does
+    if type(resp) == "table" and type(resp.Items) == "table" and resp.Count == nil then
+      local with_count = { Count = #resp.Items }
+      for k, v in pairs(resp) do with_count[k] = v end
+      resp = with_count
+    end
     if type(resp) == "table" then resp = cjson.encode(resp) end
     return status, { ["content-type"] = "application/x-amz-json-1.0" }, resp or "{}"
   end })
@@ -1030,7 +1036,10 @@ describe("dynamo.DynamoTable", function()
         assert.is_string(r.pk)
       end
       assert.equal(5, n)
-      assert.equal(2, #calls) -- one round: each segment asked for at most 5
+      -- each segment may ask for all 5; through this host transport (one
+      -- request at a time) the first answer reaches the limit, so the second
+      -- segment is never asked
+      assert.equal(1, #calls)
       assert.equal(5, calls[1].body.Limit)
     end)
   end)
@@ -1060,13 +1069,14 @@ describe("dynamo.DynamoTable", function()
         assert.equal(({ "a", "b", "c", "d" })[i], r.pk)
       end
       assert.same({ { "1", "2", "3", "4", "5" }, {}, { "1", "2" }, { "1", "2", "3" } }, got)
-      -- rounds of two: a+b, a+c (b ended), a+d (c ended), d
+      -- at most two pages out or waiting: a, b (empty, so it ends at once
+      -- and c takes its place) and c; then a and d (c ended); then a and d
       local queried = {}
       for _, c in ipairs(calls) do
         queried[#queried + 1] = c.body.ExpressionAttributeValues[next(c.body.ExpressionAttributeValues)].S
       end
-      assert.same({ "a", "b", "a", "c", "a", "d", "d" }, queried)
-      assert.same({ "a", "a", "a", "a", "c", "c", "a", "d", "d", "d" }, order)
+      assert.same({ "a", "b", "c", "a", "d", "a", "d" }, queried)
+      assert.same({ "a", "a", "c", "c", "a", "a", "d", "d", "a", "d" }, order)
     end)
 
     it("honours each query's limit and sends nothing for limit 0", function()

@@ -46,9 +46,13 @@
  * ---- Pages, limits and failures ----
  *
  * A page is the successful response body, read once at feed time with the
- * JSON reader for Count, ScannedCount and LastEvaluatedKey (kept as raw text,
- * never decoded); "Items" is left to the consumer. Items are counted from
- * Count, in the order pages arrive. take counts the items the consumer
+ * JSON scanner for Count, ScannedCount and LastEvaluatedKey (kept as raw text,
+ * never decoded), every member checked but the inside of "Items", which is
+ * left to the consumer's decoder: the pager only finds where Items ends (from
+ * the document's end when the AttributeValue form allows, see pager.c), so a
+ * body cut short fails here, while an item that is not valid JSON fails when
+ * the consumer reads it. Items are counted from Count, in the order pages
+ * arrive. take counts the items the consumer
  * returns from a page (the first `take` of its Items): fewer than Count when
  * a limit falls inside the page (a server may ignore Limit). A stream is
  * finished after a page without LastEvaluatedKey, a page that reached its
